@@ -1,0 +1,28 @@
+"""gunicorn settings for the portal (`make run`, the Docker image, the tests).
+
+gthread workers: a thread streaming a study keeps the worker heartbeating, where
+the sync worker's timeout would kill long downloads; ASGI workers would buffer
+Django's streaming responses in memory.
+"""
+
+from __future__ import annotations
+
+from pacsportal.env import env_int, env_str
+
+bind = f"{env_str('HOST', '127.0.0.1')}:{env_int('PORT', 8000, minimum=1, maximum=65535)}"
+worker_class = "gthread"
+workers = env_int("WEB_WORKERS", 2, minimum=1)
+threads = env_int("WEB_THREADS", 8, minimum=1)
+timeout = env_int("WEB_TIMEOUT", 120, minimum=10)
+graceful_timeout = 20
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+certfile = env_str("TLS_CERT_FILE") or None
+keyfile = env_str("TLS_KEY_FILE") or None
+
+# gunicorn 27's control socket lives at one path per user: several portals on
+# one machine (tests, bench) would fight over it, and nothing here uses it.
+control_socket_disable = True

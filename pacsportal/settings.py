@@ -1,0 +1,176 @@
+"""Settings for pacsportal, read from environment variables only.
+
+With nothing set, the portal runs the embedded default: SQLite and a local
+Orthanc under `var/`, with the secrets `make run` generated into
+`var/local.env`. Every variable is documented in `.env.example`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from pacsportal.env import env_bool, env_int, env_list, env_secret, env_str
+from pacsportal.localenv import BASE_DIR, load_local_env, var_dir
+
+VAR_DIR = var_dir()
+load_local_env()
+
+DEBUG = env_bool("DEBUG", False)
+
+SECRET_KEY = env_secret("SECRET_KEY")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
+ORTHANC_USER = env_str("ORTHANC_USER")
+ORTHANC_PASSWORD = env_secret("ORTHANC_PASSWORD")
+
+if DEBUG:
+    SECRET_KEY = SECRET_KEY or "insecure-debug-only-key"
+    ALLOWED_HOSTS = ALLOWED_HOSTS or ["localhost", "127.0.0.1"]
+else:
+    missing = [
+        name
+        for name, value in [
+            ("SECRET_KEY", SECRET_KEY),
+            ("ALLOWED_HOSTS", ALLOWED_HOSTS),
+            ("ORTHANC_USER", ORTHANC_USER),
+            ("ORTHANC_PASSWORD", ORTHANC_PASSWORD),
+        ]
+        if not value
+    ]
+    if missing:
+        raise ImproperlyConfigured(
+            f"missing required setting(s): {', '.join(missing)}. Set them in the environment "
+            "(see .env.example), run `make run` once to generate var/local.env, or set DEBUG=true."
+        )
+
+# Orthanc: the archive behind the portal, reachable on loopback or a private network only.
+ORTHANC_HTTP_PORT = env_int("ORTHANC_HTTP_PORT", 8042, minimum=1, maximum=65535)
+ORTHANC_URL = env_str("ORTHANC_URL", f"http://127.0.0.1:{ORTHANC_HTTP_PORT}").rstrip("/")
+ORTHANC_DICOM_PORT = env_int("ORTHANC_DICOM_PORT", 0, maximum=65535)
+ORTHANC_DICOM_AET = env_str("ORTHANC_DICOM_AET", "PACSPORTAL")
+ORTHANC_CONNECT_TIMEOUT = env_int("ORTHANC_CONNECT_TIMEOUT", 5, minimum=1)
+ORTHANC_READ_TIMEOUT = env_int("ORTHANC_READ_TIMEOUT", 120, minimum=1)
+ORTHANC_POOL_SIZE = env_int("ORTHANC_POOL_SIZE", 16, minimum=1)
+ORTHANC_DIR = VAR_DIR / "orthanc"
+DEMO_CT_SLICES = env_int("DEMO_CT_SLICES", 300, minimum=1, maximum=2000)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "axes",
+    "pacsportal",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+ROOT_URLCONF = "pacsportal.urls"
+WSGI_APPLICATION = "pacsportal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'portal.sqlite3'}",
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": env_int("PASSWORD_MIN_LENGTH", 12, minimum=8)},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+# Login throttling: after AXES_FAILURE_LIMIT failures for one username from one
+# address, that pair is locked out for AXES_COOLOFF_MINUTES.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 12 * 3600, minimum=60)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+CSRF_COOKIE_HTTPONLY = True
+
+# HTTPS: on when the portal terminates TLS itself or sits behind a TLS proxy.
+PORTAL_HTTPS = env_bool("PORTAL_HTTPS", False)
+SESSION_COOKIE_SECURE = PORTAL_HTTPS
+CSRF_COOKIE_SECURE = PORTAL_HTTPS
+SECURE_SSL_REDIRECT = PORTAL_HTTPS
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000) if PORTAL_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = False
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+if env_bool("TRUST_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+}

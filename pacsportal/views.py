@@ -1,0 +1,47 @@
+"""Portal pages: home and health."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_not_required
+from django.db import connection
+from django.db.utils import Error as DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from pacsportal import models
+from proxy import orthanc
+
+
+@require_safe
+def home(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    context = {
+        "can_read": user.has_perm(models.READ_STUDIES),
+        "can_administer_pacs": user.has_perm(models.ADMINISTER_PACS),
+        "can_read_audit": user.has_perm(models.READ_AUDIT),
+    }
+    return render(request, "home.html", context)
+
+
+def database_is_up() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except DatabaseError:
+        return False
+
+
+@login_not_required
+@never_cache
+@require_safe
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness for load balancers and compose: names what is down, nothing more."""
+    checks = {
+        "database": "ok" if database_is_up() else "down",
+        "orthanc": "ok" if orthanc.is_up() else "down",
+    }
+    healthy = all(state == "ok" for state in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "down", **checks}, status=200 if healthy else 503)

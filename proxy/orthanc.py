@@ -1,0 +1,113 @@
+"""The one module that knows how to talk to Orthanc.
+
+Base URL, service credential, one pooled connection set sized for the worker's
+threads, explicit connect and read timeouts. Settings are read at call time so
+tests can point the portal at their own Orthanc.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+import urllib3
+from django.conf import settings
+
+STOW_CONTENT_TYPE = 'multipart/related; type="application/dicom"; boundary={boundary}'
+
+
+@functools.lru_cache(maxsize=4)
+def _pool(base_url: str, size: int, connect: float, read: float) -> urllib3.HTTPConnectionPool:
+    return urllib3.connection_from_url(
+        base_url,
+        maxsize=size,
+        block=True,
+        timeout=urllib3.Timeout(connect=connect, read=read),
+        retries=False,
+    )
+
+
+def pool() -> urllib3.HTTPConnectionPool:
+    return _pool(
+        settings.ORTHANC_URL,
+        settings.ORTHANC_POOL_SIZE,
+        float(settings.ORTHANC_CONNECT_TIMEOUT),
+        float(settings.ORTHANC_READ_TIMEOUT),
+    )
+
+
+def base_path() -> str:
+    """The path prefix of ORTHANC_URL ('' unless Orthanc sits under a sub-path)."""
+    return urllib3.util.parse_url(settings.ORTHANC_URL).path or ""
+
+
+def service_headers() -> dict[str, str]:
+    return urllib3.make_headers(basic_auth=f"{settings.ORTHANC_USER}:{settings.ORTHANC_PASSWORD}")
+
+
+def request(
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    stream: bool = False,
+    timeout: urllib3.Timeout | None = None,
+) -> urllib3.BaseHTTPResponse:
+    """Send one request to Orthanc with the service credential."""
+    options: dict[str, Any] = {"timeout": timeout} if timeout else {}
+    return pool().urlopen(
+        method,
+        base_path() + path,
+        body=body,
+        headers={**(headers or {}), **service_headers()},
+        redirect=False,
+        preload_content=not stream,
+        decode_content=not stream,
+        **options,
+    )
+
+
+def get_json(path: str) -> Any:
+    response = request("GET", path, headers={"Accept": "application/json"})
+    if response.status != 200:
+        raise OrthancError(f"GET {path}: HTTP {response.status}")
+    return json.loads(response.data)
+
+
+def is_up() -> bool:
+    try:
+        response = request("GET", "/system", timeout=urllib3.Timeout(connect=2, read=5))
+    except urllib3.exceptions.HTTPError:
+        return False
+    return response.status == 200
+
+
+def stow(instances: Iterable[bytes]) -> dict[str, Any]:
+    """Store DICOM Part 10 files through STOW-RS in one multipart request."""
+    boundary = secrets.token_hex(16)
+    chunks: list[bytes] = []
+    for data in instances:
+        chunks.append(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode())
+        chunks.append(data)
+        chunks.append(b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    response = request(
+        "POST",
+        "/dicom-web/studies",
+        body=b"".join(chunks),
+        headers={
+            "Content-Type": STOW_CONTENT_TYPE.format(boundary=boundary),
+            "Accept": "application/dicom+json",
+        },
+    )
+    if response.status != 200:
+        raise OrthancError(f"STOW-RS: HTTP {response.status}: {response.data[:200]!r}")
+    return json.loads(response.data)
+
+
+class OrthancError(Exception):
+    """Orthanc answered, but not as expected."""

@@ -1,0 +1,185 @@
+"""Real services for the tests: a throwaway PostgreSQL cluster and the portal under gunicorn."""
+
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_binary(path: str, install: str) -> str:
+    found = shutil.which(path) if "/" not in path else (path if os.path.exists(path) else None)
+    if not found:
+        pytest.fail(f"{path} is missing: install it with `{install}` (make test does this)", pytrace=False)
+    return found
+
+
+class PostgresCluster:
+    """initdb in a temp dir, a free port, trust auth on loopback; as the postgres user when root."""
+
+    def __init__(self) -> None:
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not bins:
+            pytest.fail(
+                "PostgreSQL server is missing: install it with `apt-get install postgresql`", pytrace=False
+            )
+        self.bin_dir = Path(bins[-1]).parent
+        self.dir = Path(tempfile.mkdtemp(prefix="pacsportal-pg-"))
+        self.port = free_port()
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            shutil.chown(self.dir, "postgres", "postgres")
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [str(self.bin_dir / args[0]), *args[1:]]
+        if self.as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        return subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+
+    def start(self) -> None:
+        self.run("initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self.run(
+            "pg_ctl", "-D", str(self.dir / "data"), "-o", options, "-l", str(self.dir / "log"), "-w", "start"
+        )
+
+    def stop(self) -> None:
+        if (self.dir / "data" / "postmaster.pid").exists():
+            self.run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def create_database(self, name: str) -> str:
+        subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-qc",
+                f'CREATE DATABASE "{name}"',
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        return self.url(name)
+
+    def url(self, database: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+
+@dataclass
+class LivePortal:
+    """The portal under gunicorn, configured as `make run` configures it."""
+
+    env: dict[str, str]
+    work_dir: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    passwords: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.work_dir / "gunicorn.log"
+
+    def manage(self, *args: str, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def add_user(self, username: str, *groups: str) -> str:
+        password = secrets.token_urlsafe(16)
+        group_args = [arg for group in groups for arg in ("--group", group)]
+        self.manage("adduser", username, *group_args, "--password-stdin", stdin=password + "\n")
+        self.passwords[username] = password
+        return password
+
+    def start(self) -> None:
+        env = {**self.env, "PORT": str(self.port)}
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "pacsportal.wsgi"],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"gunicorn exited early:\n{self.log_path.read_text()}")
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=2).status_code in (200, 503):
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise AssertionError(f"gunicorn did not answer on {self.url}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def worker_pids(self) -> list[int]:
+        assert self.process is not None
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return [int(pid) for pid in children]
+
+    def login(self, username: str) -> requests.Session:
+        """A browser-like session logged in through the real login form."""
+        session = requests.Session()
+        login_url = f"{self.url}/accounts/login/"
+        session.get(login_url, timeout=10)
+        response = session.post(
+            login_url,
+            data={
+                "username": username,
+                "password": self.passwords[username],
+                "csrfmiddlewaretoken": session.cookies["csrftoken"],
+            },
+            headers={"Referer": login_url},
+            timeout=10,
+            allow_redirects=False,
+        )
+        assert response.status_code == 302, f"login of {username} failed: {response.status_code}"
+        return session

@@ -64,7 +64,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "axes",
+    "revproxy",
     "pacsportal",
+    "proxy",
 ]
 
 MIDDLEWARE = [
@@ -185,4 +187,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+    # django-revproxy logs every view instantiation at INFO.
+    "loggers": {"revproxy": {"level": "WARNING"}},
 }

@@ -6,6 +6,7 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from pacsportal import views
+from proxy import views as proxy_views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="home", permanent=False)),
@@ -24,4 +25,7 @@ urlpatterns = [
         name="password_change_done",
     ),
     path("admin/", admin.site.urls),
+    path("pacs/<path:path>", proxy_views.pacs, name="pacs"),
+    path("pacs-admin/", proxy_views.pacs_admin, name="pacs-admin"),
+    path("pacs-admin/<path:path>", proxy_views.pacs_admin, name="pacs-admin-path"),
 ]

@@ -16,6 +16,9 @@ from typing import Any
 import urllib3
 from django.conf import settings
 
+# Large socket reads and writes: studies are hundreds of MB, and 16 KB blocks
+# (urllib3's default) cost a Python round trip each.
+BLOCK_SIZE = 256 * 1024
 STOW_CONTENT_TYPE = 'multipart/related; type="application/dicom"; boundary={boundary}'
 
 
@@ -27,6 +30,7 @@ def _pool(base_url: str, size: int, connect: float, read: float) -> urllib3.HTTP
         block=True,
         timeout=urllib3.Timeout(connect=connect, read=read),
         retries=False,
+        blocksize=BLOCK_SIZE,
     )
 
 
@@ -56,8 +60,13 @@ def request(
     headers: dict[str, str] | None = None,
     stream: bool = False,
     timeout: urllib3.Timeout | None = None,
+    retries: urllib3.Retry | bool = False,
 ) -> urllib3.BaseHTTPResponse:
-    """Send one request to Orthanc with the service credential."""
+    """Send one request to Orthanc with the service credential.
+
+    A pool slot is waited for no longer than the connect timeout; the caller of
+    a streamed request must close or fully read the response.
+    """
     options: dict[str, Any] = {"timeout": timeout} if timeout else {}
     return pool().urlopen(
         method,
@@ -65,6 +74,8 @@ def request(
         body=body,
         headers={**(headers or {}), **service_headers()},
         redirect=False,
+        retries=retries,
+        pool_timeout=float(settings.ORTHANC_CONNECT_TIMEOUT),
         preload_content=not stream,
         decode_content=not stream,
         **options,

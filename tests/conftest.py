@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 from pacsportal.orthanc_server import OrthancNotInstalled, OrthancServer, PostgresIndex
+from tests.recorder import Recorder
 from tests.services import LivePortal, PostgresCluster, free_port
 
 TEST_DATABASE = os.environ.get("PORTAL_TEST_DATABASE", "sqlite")
@@ -105,12 +106,12 @@ def _orthanc_url(request: pytest.FixtureRequest) -> None:
         settings.ORTHANC_URL = server.url
 
 
-@pytest.fixture(scope="session")
-def live_portal(orthanc: OrthancServer, postgres: PostgresCluster | None) -> Iterator[LivePortal]:
-    work_dir = Path(tempfile.mkdtemp(prefix="pacsportal-live-"))
-    database_url = (
-        postgres.create_database("live_portal") if postgres else f"sqlite:///{work_dir}/portal.sqlite3"
-    )
+def start_portal(
+    name: str, upstream_url: str, orthanc: OrthancServer, postgres: PostgresCluster | None, **extra: str
+) -> LivePortal:
+    """The portal under gunicorn with its own database and the named users of ROLE_USERS."""
+    work_dir = Path(tempfile.mkdtemp(prefix=f"pacsportal-{name}-"))
+    database_url = postgres.create_database(name) if postgres else f"sqlite:///{work_dir}/portal.sqlite3"
     env = {
         "PATH": os.environ["PATH"],
         "PORTAL_VAR_DIR": str(work_dir),
@@ -118,7 +119,7 @@ def live_portal(orthanc: OrthancServer, postgres: PostgresCluster | None) -> Ite
         "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DATABASE_URL": database_url,
-        "ORTHANC_URL": orthanc.url,
+        "ORTHANC_URL": upstream_url,
         "ORTHANC_USER": orthanc.user,
         "ORTHANC_PASSWORD": orthanc.password,
         "PORTAL_ADMIN_USER": "root",
@@ -126,6 +127,7 @@ def live_portal(orthanc: OrthancServer, postgres: PostgresCluster | None) -> Ite
         "WEB_WORKERS": "1",
         "WEB_THREADS": "8",
         "AXES_FAILURE_LIMIT": "3",
+        **extra,
     }
     portal = LivePortal(env=env, work_dir=work_dir)
     portal.manage("migrate", "--noinput", "-v0")
@@ -135,6 +137,31 @@ def live_portal(orthanc: OrthancServer, postgres: PostgresCluster | None) -> Ite
     for username, groups in ROLE_USERS.items():
         portal.add_user(username, *groups)
     portal.start()
+    return portal
+
+
+@pytest.fixture(scope="session")
+def live_portal(orthanc: OrthancServer, postgres: PostgresCluster | None) -> Iterator[LivePortal]:
+    portal = start_portal("live_portal", orthanc.url, orthanc, postgres)
     yield portal
     portal.stop()
-    shutil.rmtree(work_dir, ignore_errors=True)
+    shutil.rmtree(portal.work_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def recorder() -> Iterator[Recorder]:
+    upstream = Recorder(port=free_port())
+    upstream.start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(scope="session")
+def recording_portal(
+    recorder: Recorder, orthanc: OrthancServer, postgres: PostgresCluster | None
+) -> Iterator[LivePortal]:
+    """A portal whose "Orthanc" is the recorder, with a short read timeout."""
+    portal = start_portal("recording_portal", recorder.url, orthanc, postgres, ORTHANC_READ_TIMEOUT="2")
+    yield portal
+    portal.stop()
+    shutil.rmtree(portal.work_dir, ignore_errors=True)

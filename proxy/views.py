@@ -1,0 +1,250 @@
+"""The two mounts in front of Orthanc: /pacs (DICOMweb, WADO-URI) and /pacs-admin.
+
+Built on django-revproxy's ProxyView, overriding what it gets wrong for a door
+to patient data: it reads request bodies whole (`request.body`), forwards the
+client's Authorization, Cookie and forwarding headers, re-quotes a decoded path
+without refusing `..`, shares one unbounded pool with no timeouts, copies every
+upstream header (WWW-Authenticate included) and leaks a pool connection when a
+client disconnects mid-download.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import urllib3
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+from django.shortcuts import redirect
+from revproxy.views import ProxyView
+
+from pacsportal import models
+from proxy import access, errors, orthanc, paths
+
+STREAM_CHUNK = 256 * 1024
+FORWARDED_REQUEST_HEADERS = {
+    "HTTP_ACCEPT": "Accept",
+    "HTTP_ACCEPT_ENCODING": "Accept-Encoding",
+    "CONTENT_TYPE": "Content-Type",
+    "HTTP_RANGE": "Range",
+    "HTTP_IF_NONE_MATCH": "If-None-Match",
+    "HTTP_IF_MODIFIED_SINCE": "If-Modified-Since",
+}
+RETURNED_RESPONSE_HEADERS = (
+    "Content-Length",
+    "Content-Encoding",
+    "Content-Disposition",
+    "Content-Range",
+    "Accept-Ranges",
+    "ETag",
+    "Last-Modified",
+    "Allow",
+)
+# Idempotent reads may retry once: Orthanc closes idle keep-alive connections
+# after a second, and a pooled connection can die just as it is reused.
+READ_RETRIES = urllib3.Retry(total=1, connect=1, read=1, redirect=0, status=0, other=0)
+
+
+class IncompleteBody(Exception):
+    pass
+
+
+class ExactBody:
+    """The request body as a stream of exactly Content-Length bytes.
+
+    A client that sends less than it announced must not get a truncated
+    study stored upstream: running dry raises, which aborts the upstream request.
+    """
+
+    def __init__(self, request: HttpRequest, length: int) -> None:
+        self.request = request
+        self.remaining = length
+
+    def read(self, size: int = -1) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        wanted = self.remaining if size < 0 else min(size, self.remaining)
+        data = self.request.read(wanted)
+        if not data:
+            raise IncompleteBody(f"request body ended {self.remaining} bytes early")
+        self.remaining -= len(data)
+        return data
+
+
+class UpstreamStream:
+    """Orthanc's response body, in chunks; returns or drops the pooled connection when done."""
+
+    def __init__(self, upstream: urllib3.BaseHTTPResponse) -> None:
+        self.upstream = upstream
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.upstream.stream(STREAM_CHUNK, decode_content=False)
+
+    def close(self) -> None:
+        # Called by Django when the response ends, read fully or not: an
+        # unfinished body leaves the connection unusable, so drop it.
+        if not self.upstream.isclosed():
+            self.upstream.close()
+        self.upstream.release_conn()
+
+
+class OrthancProxyView(ProxyView):
+    mount = ""
+
+    @property
+    def upstream(self) -> str:
+        return settings.ORTHANC_URL
+
+    def dispatch(self, request: HttpRequest, path: str = "") -> HttpResponseBase:  # type: ignore[override]
+        try:
+            path = paths.clean(path, request.META.get("RAW_URI"))
+            query = paths.clean_query(request.META.get("QUERY_STRING", ""))
+        except paths.UnsafePath as error:
+            return errors.response(request, 400, str(error))
+        session = access.uses_session(request)
+        try:
+            user = access.authenticated_user(request)
+        except access.BadCredentials as error:
+            return errors.unauthorized(request, str(error))
+        if getattr(request, "axes_locked_out", False):
+            return errors.response(request, 429, "too many failed logins; try again later")
+        if not user.is_authenticated:
+            return self.anonymous(request)
+        request.user = user
+        refusal = self.authorize(request, path)
+        if refusal is not None:
+            return refusal
+        if access.is_cross_site(request, session):
+            return errors.response(request, 403, "cross-site request refused")
+        return self.forward(request, path, query)
+
+    def anonymous(self, request: HttpRequest) -> HttpResponseBase:
+        return errors.unauthorized(request, "authentication required")
+
+    def authorize(self, request: HttpRequest, path: str) -> HttpResponseBase | None:
+        raise NotImplementedError
+
+    def get_request_headers(self) -> dict[str, str]:
+        """An allowlist: the client's credentials, cookies and hop-by-hop or
+        forwarding headers never reach Orthanc; the portal says who forwarded."""
+        request = self.request
+        headers = {
+            name: request.META[key]
+            for key, name in FORWARDED_REQUEST_HEADERS.items()
+            if request.META.get(key)
+        }
+        host = request.get_host()
+        # The DICOMweb plugin (1.7) builds RetrieveURL and BulkDataURI as
+        # proto://host + its root: putting the mount into `host` makes them
+        # resolve through the portal.
+        headers["Forwarded"] = f"host={host}/{self.mount};proto={request.scheme}"
+        headers["X-Forwarded-For"] = request.META.get("REMOTE_ADDR", "")
+        headers["X-Forwarded-Host"] = host
+        headers["X-Forwarded-Proto"] = request.scheme
+        return headers
+
+    def forward(self, request: HttpRequest, path: str, query: str) -> HttpResponseBase:
+        self.request = request
+        headers = self.get_request_headers()
+        body: ExactBody | None = None
+        if request.method not in access.SAFE_METHODS:
+            if "HTTP_TRANSFER_ENCODING" in request.META:
+                return errors.response(
+                    request, 411, "send a Content-Length; chunked request bodies are not accepted"
+                )
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                return errors.response(request, 400, "malformed Content-Length")
+            if length < 0:
+                return errors.response(request, 400, "malformed Content-Length")
+            headers["Content-Length"] = str(length)
+            body = ExactBody(request, length) if length else None
+        target = "/" + paths.quoted(path) + (f"?{query}" if query else "")
+        try:
+            upstream = orthanc.request(
+                request.method or "GET",
+                target,
+                body=body,
+                headers=headers,
+                stream=True,
+                retries=READ_RETRIES if body is None else False,
+            )
+        except IncompleteBody as error:
+            return errors.response(request, 400, str(error))
+        except urllib3.exceptions.HTTPError as error:
+            return errors.upstream_failure(request, error)
+        if upstream.status in (401, 403):
+            upstream.close()
+            upstream.release_conn()
+            return errors.response(request, 502, "the archive refused the portal's service credential")
+        return self.client_response(upstream)
+
+    def client_response(self, upstream: urllib3.BaseHTTPResponse) -> HttpResponseBase:
+        response = StreamingHttpResponse(
+            UpstreamStream(upstream),
+            status=upstream.status,
+            content_type=upstream.headers.get("Content-Type", "application/octet-stream"),
+        )
+        for name in RETURNED_RESPONSE_HEADERS:
+            if name in upstream.headers:
+                response[name] = upstream.headers[name]
+        location = upstream.headers.get("Location")
+        if location:
+            response["Location"] = location.replace(settings.ORTHANC_URL, f"/{self.mount}", 1)
+        # Patient data stays off shared workstations' disks.
+        response["Cache-Control"] = "no-store, private"
+        return response
+
+
+class PacsProxyView(OrthancProxyView):
+    """/pacs/: DICOMweb and WADO-URI only; reads for clinicians, STOW for uploaders."""
+
+    mount = "pacs"
+
+    def authorize(self, request: HttpRequest, path: str) -> HttpResponseBase | None:
+        user = request.user
+        if request.method in access.SAFE_METHODS and paths.is_pacs_read(path):
+            return None if user.has_perm(models.READ_STUDIES) else errors.forbidden(request)
+        if request.method == "POST" and paths.is_stow(path):
+            return None if user.has_perm(models.STORE_STUDIES) else errors.forbidden(request)
+        if paths.is_pacs_read(path):
+            allowed = "GET, HEAD, POST" if paths.is_stow(path) else "GET, HEAD"
+            refusal = errors.response(request, 405, f"{request.method} is not allowed here")
+            refusal["Allow"] = allowed
+            return refusal
+        return errors.response(request, 404, "not a DICOMweb or WADO-URI resource")
+
+
+class AdminProxyView(OrthancProxyView):
+    """/pacs-admin/: Orthanc Explorer and the whole REST API, for PACS admins."""
+
+    mount = "pacs-admin"
+
+    def anonymous(self, request: HttpRequest) -> HttpResponseBase:
+        if request.method in access.SAFE_METHODS and errors.wants_html(request):
+            return redirect_to_login(request.get_full_path())
+        return super().anonymous(request)
+
+    def authorize(self, request: HttpRequest, path: str) -> HttpResponseBase | None:
+        if not request.user.has_perm(models.ADMINISTER_PACS):
+            return errors.forbidden(request)
+        return None
+
+    def forward(self, request: HttpRequest, path: str, query: str) -> HttpResponseBase:
+        if not path and request.method in access.SAFE_METHODS:
+            return redirect("/pacs-admin/app/explorer.html")
+        return super().forward(request, path, query)
+
+
+def as_view(view_class: type[OrthancProxyView]) -> Any:
+    # The proxy authenticates by itself (session or Basic) and answers 401,
+    # not a redirect to the login page, to API clients.
+    return login_not_required(view_class.as_view())
+
+
+pacs = as_view(PacsProxyView)
+pacs_admin = as_view(AdminProxyView)

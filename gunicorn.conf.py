@@ -18,7 +18,8 @@ graceful_timeout = 20
 keepalive = 5
 accesslog = "-"
 errorlog = "-"
-forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Trust nobody's X-Forwarded-* unless told: a client on loopback could otherwise claim https.
+forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "")
 
 certfile = env_str("TLS_CERT_FILE") or None
 keyfile = env_str("TLS_KEY_FILE") or None

@@ -40,6 +40,8 @@ def forbidden(request: HttpRequest) -> HttpResponse:
 
 def upstream_failure(request: HttpRequest, error: urllib3.exceptions.HTTPError) -> HttpResponse:
     """Orthanc down is a 502, Orthanc too slow a 504, no free connection a 503."""
+    if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
+        error = error.reason
     if isinstance(error, urllib3.exceptions.EmptyPoolError):
         logger.warning("no free connection to Orthanc: %s", error)
         return response(request, 503, "the archive is busy; try again")

@@ -49,7 +49,9 @@ def clean_query(query: str) -> str:
     Orthanc 1.10 does not percent-decode query values (`contentType=application%2Fdicom`
     is a 400, `PatientID=A%2DB` matches nothing), while browsers and HTTP
     libraries encode them: decode once, then quote only what would break the
-    query's structure.
+    query's structure. (urllib3 still encodes characters outside RFC 3986's
+    query set, such as `^` and `\\`, so PatientName=Doe^John cannot match
+    through any standard client until Orthanc decodes queries.)
     """
     if len(query) > MAX_PATH_LENGTH * 4 or not SAFE_QUERY.fullmatch(query):
         raise UnsafePath("query string holds characters that are not allowed")

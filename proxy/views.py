@@ -43,9 +43,10 @@ RETURNED_RESPONSE_HEADERS = (
     "Last-Modified",
     "Allow",
 )
-# Idempotent reads may retry once: Orthanc closes idle keep-alive connections
-# after a second, and a pooled connection can die just as it is reused.
-READ_RETRIES = urllib3.Retry(total=1, connect=1, read=1, redirect=0, status=0, other=0)
+# Reads may reconnect once (Orthanc closes idle keep-alive connections after a
+# second), but a read that timed out is not repeated: the client gets its 504
+# after ORTHANC_READ_TIMEOUT, not twice that.
+READ_RETRIES = urllib3.Retry(total=1, connect=1, read=0, redirect=0, status=0, other=0)
 
 
 class IncompleteBody(Exception):

@@ -7,6 +7,7 @@ Orthanc under `var/`, with the secrets `make run` generated into
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 
 import dj_database_url
@@ -67,6 +68,7 @@ INSTALLED_APPS = [
     "revproxy",
     "pacsportal",
     "proxy",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -112,6 +114,13 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers and the one writer (audit rows on every /pacs request)
+    # work side by side; IMMEDIATE avoids lock upgrades failing under load.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+        "transaction_mode": "IMMEDIATE",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -136,6 +145,14 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
+AXES_CLIENT_IP_CALLABLE = "pacsportal.clientip.client_ip"
+
+# Reverse proxies (addresses or networks) whose X-Forwarded-For names the real
+# client, for audit and lockout. Empty: the connecting address is the client.
+try:
+    TRUSTED_PROXIES = [ipaddress.ip_network(item, strict=False) for item in env_list("TRUSTED_PROXIES")]
+except ValueError as error:
+    raise ImproperlyConfigured(f"TRUSTED_PROXIES: {error}") from None
 
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 12 * 3600, minimum=60)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True

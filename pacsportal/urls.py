@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 from pacsportal import views
@@ -25,7 +25,10 @@ urlpatterns = [
         name="password_change_done",
     ),
     path("admin/", admin.site.urls),
+    path("audit/", include("audit.urls")),
     path("pacs/<path:path>", proxy_views.pacs, name="pacs"),
     path("pacs-admin/", proxy_views.pacs_admin, name="pacs-admin"),
     path("pacs-admin/<path:path>", proxy_views.pacs_admin, name="pacs-admin-path"),
 ]
+
+handler500 = "pacsportal.views.server_error"

@@ -1,6 +1,8 @@
-"""Portal pages: home and health."""
+"""Portal pages: home, health, and the error page."""
 
 from __future__ import annotations
+
+import sys
 
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
@@ -45,3 +47,14 @@ def healthz(request: HttpRequest) -> JsonResponse:
     }
     healthy = all(state == "ok" for state in checks.values())
     return JsonResponse({"status": "ok" if healthy else "down", **checks}, status=200 if healthy else 503)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500, or 503 when the database is what failed: the portal is up, its storage is not."""
+    if isinstance(sys.exc_info()[1], DatabaseError):
+        return HttpResponse(
+            "<!doctype html><title>503</title><h1>Service unavailable</h1>"
+            "<p>The portal cannot reach its database. Try again in a moment.</p>\n",
+            status=503,
+        )
+    return HttpResponse("<!doctype html><title>500</title><h1>Server error</h1>\n", status=500)

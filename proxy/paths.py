@@ -9,6 +9,7 @@ request line, encoded slashes, backslashes and dots.
 
 from __future__ import annotations
 
+import itertools
 import re
 from urllib.parse import parse_qsl, quote
 
@@ -72,3 +73,38 @@ def is_stow(path: str) -> bool:
 
 def quoted(path: str) -> str:
     return quote(path, safe="/,")
+
+
+QIDO = re.compile(r"(?:.*/)?(?:studies|series|instances)/?")
+UID_SEGMENTS = {"studies": "study_uid", "series": "series_uid", "instances": "sop_uid"}
+UID_QUERY_KEYS = {
+    "StudyInstanceUID": "study_uid",
+    "0020000D": "study_uid",
+    "studyUID": "study_uid",
+    "SeriesInstanceUID": "series_uid",
+    "0020000E": "series_uid",
+    "seriesUID": "series_uid",
+    "SOPInstanceUID": "sop_uid",
+    "00080018": "sop_uid",
+    "objectUID": "sop_uid",
+    "PatientID": "patient_id",
+    "00100020": "patient_id",
+}
+
+
+def is_qido(path: str) -> bool:
+    return path.startswith("dicom-web/") and bool(QIDO.fullmatch(path))
+
+
+def dicom_identifiers(path: str, query: str) -> dict[str, str]:
+    """Study, series and SOP Instance UIDs (and a Patient ID) named by a DICOMweb or WADO-URI request."""
+    found: dict[str, str] = {}
+    segments = path.split("/")
+    for name, value in itertools.pairwise(segments):
+        if name in UID_SEGMENTS and value:
+            found[UID_SEGMENTS[name]] = value
+    for key, value in parse_qsl(query, keep_blank_values=False):
+        field = UID_QUERY_KEYS.get(key)
+        if field and field not in found:
+            found[field] = value
+    return found

@@ -10,6 +10,8 @@ client disconnects mid-download.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,14 +19,18 @@ import urllib3
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import redirect
 from revproxy.views import ProxyView
 
+from audit.models import Action, AuditEvent
 from pacsportal import models
 from proxy import access, errors, orthanc, paths
 
+logger = logging.getLogger("proxy")
 STREAM_CHUNK = 256 * 1024
+MAX_STOW_ANSWER = 16 * 1024 * 1024
 FORWARDED_REQUEST_HEADERS = {
     "HTTP_ACCEPT": "Accept",
     "HTTP_ACCEPT_ENCODING": "Accept-Encoding",
@@ -100,11 +106,48 @@ class OrthancProxyView(ProxyView):
         return settings.ORTHANC_URL
 
     def dispatch(self, request: HttpRequest, path: str = "") -> HttpResponseBase:  # type: ignore[override]
+        self.stored_uids: list[str] = []
+        self.safe_path: str | None = None
+        try:
+            response = self.respond(request, path)
+        except DatabaseError as error:
+            logger.error("database unavailable: %s", error)
+            return errors.response(request, 503, "the portal's database is not available")
+        return self.audited(request, response)
+
+    def audited(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        """Record the request; refuse to show patient data that could not be audited."""
+        identifiers = {}
+        if self.safe_path is not None:
+            identifiers = paths.dicom_identifiers(self.safe_path, request.META.get("QUERY_STRING", ""))
+        if identifiers.get("study_uid") and not identifiers.get("patient_id") and response.status_code < 400:
+            identifiers["patient_id"] = orthanc.patient_id_of(identifiers["study_uid"])
+        try:
+            AuditEvent.objects.record(
+                self.audit_action(request),
+                request=request,
+                status=response.status_code,
+                success=response.status_code < 400,
+                stored_uids=self.stored_uids,
+                **identifiers,
+            )
+        except DatabaseError as error:
+            logger.error("audit write failed, refusing %s %s: %s", request.method, request.path, error)
+            if response.status_code < 400:
+                response.close()
+                return errors.response(request, 503, "the access could not be audited, so it was refused")
+        return response
+
+    def audit_action(self, request: HttpRequest) -> str:
+        raise NotImplementedError
+
+    def respond(self, request: HttpRequest, path: str) -> HttpResponseBase:
         try:
             path = paths.clean(path, request.META.get("RAW_URI"))
             query = paths.clean_query(request.META.get("QUERY_STRING", ""))
         except paths.UnsafePath as error:
             return errors.response(request, 400, str(error))
+        self.safe_path = path
         session = access.uses_session(request)
         try:
             user = access.authenticated_user(request)
@@ -182,7 +225,21 @@ class OrthancProxyView(ProxyView):
             upstream.close()
             upstream.release_conn()
             return errors.response(request, 502, "the archive refused the portal's service credential")
+        if request.method == "POST" and upstream.status == 200 and paths.is_stow(path):
+            return self.stow_response(upstream)
         return self.client_response(upstream)
+
+    def stow_response(self, upstream: urllib3.BaseHTTPResponse) -> HttpResponseBase:
+        """STOW-RS answers are small: read it to audit which instances were stored."""
+        body = upstream.read(MAX_STOW_ANSWER + 1, decode_content=True)
+        upstream.release_conn()
+        if len(body) <= MAX_STOW_ANSWER:
+            self.stored_uids = stored_sop_uids(body)
+        response = HttpResponse(
+            body, status=upstream.status, content_type=upstream.headers.get("Content-Type")
+        )
+        response["Cache-Control"] = "no-store, private"
+        return response
 
     def client_response(self, upstream: urllib3.BaseHTTPResponse) -> HttpResponseBase:
         response = StreamingHttpResponse(
@@ -201,10 +258,26 @@ class OrthancProxyView(ProxyView):
         return response
 
 
+def stored_sop_uids(answer: bytes) -> list[str]:
+    """SOP Instance UIDs in a STOW-RS answer's ReferencedSOPSequence (0008,1199)."""
+    try:
+        referenced = json.loads(answer)["00081199"]["Value"]
+        return [str(item["00081155"]["Value"][0]) for item in referenced]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return []
+
+
 class PacsProxyView(OrthancProxyView):
     """/pacs/: DICOMweb and WADO-URI only; reads for clinicians, STOW for uploaders."""
 
     mount = "pacs"
+
+    def audit_action(self, request: HttpRequest) -> str:
+        if request.method not in access.SAFE_METHODS:
+            return Action.STORE
+        if self.safe_path is not None and paths.is_qido(self.safe_path):
+            return Action.QUERY
+        return Action.RETRIEVE
 
     def authorize(self, request: HttpRequest, path: str) -> HttpResponseBase | None:
         user = request.user
@@ -224,6 +297,9 @@ class AdminProxyView(OrthancProxyView):
     """/pacs-admin/: Orthanc Explorer and the whole REST API, for PACS admins."""
 
     mount = "pacs-admin"
+
+    def audit_action(self, request: HttpRequest) -> str:
+        return Action.ADMIN_READ if request.method in access.SAFE_METHODS else Action.ADMIN_WRITE
 
     def anonymous(self, request: HttpRequest) -> HttpResponseBase:
         if request.method in access.SAFE_METHODS and errors.wants_html(request):

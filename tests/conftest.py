@@ -165,3 +165,16 @@ def recording_portal(
     yield portal
     portal.stop()
     shutil.rmtree(portal.work_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_always(postgres: PostgresCluster | None) -> Iterator[PostgresCluster]:
+    """The run's PostgreSQL cluster, or one of its own when the run is on SQLite:
+    the append-only trigger and the outage tests are about PostgreSQL."""
+    if postgres is not None:
+        yield postgres
+        return
+    cluster = PostgresCluster()
+    cluster.start()
+    yield cluster
+    cluster.stop()

@@ -8,6 +8,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -15,8 +16,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
+from psycopg.rows import dict_row
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -164,6 +167,21 @@ class LivePortal:
         assert self.process is not None
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
         return [int(pid) for pid in children]
+
+    def audit_events(self, after_id: int = 0) -> list[dict[str, object]]:
+        """Audit rows written by this portal, read straight from its database."""
+        url = self.env["DATABASE_URL"]
+        sql = "SELECT * FROM audit_auditevent WHERE id > %s ORDER BY id"
+        if url.startswith("sqlite:///"):
+            with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+                db.row_factory = sqlite3.Row
+                return [dict(row) for row in db.execute(sql.replace("%s", "?"), (after_id,))]
+        with psycopg.connect(url.replace("postgres://", "postgresql://"), row_factory=dict_row) as db:
+            return list(db.execute(sql, (after_id,)))
+
+    def last_audit_id(self) -> int:
+        events = self.audit_events()
+        return int(events[-1]["id"]) if events else 0  # type: ignore[call-overload]
 
     def login(self, username: str) -> requests.Session:
         """A browser-like session logged in through the real login form."""

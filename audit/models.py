@@ -1,0 +1,141 @@
+"""The audit trail: one append-only row per login event and per request for patient data.
+
+Modelled on django.contrib.admin's LogEntry: immutable fields, one write path
+(`AuditEvent.objects.record`), newest first, indexes for the questions people
+ask: who opened this study or patient, what did this user see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.http import HttpRequest
+from django.utils import timezone
+
+from pacsportal.clientip import client_ip
+
+USER_AGENT_LENGTH = 256
+PATH_LENGTH = 2048
+
+
+class Action(models.TextChoices):
+    LOGIN = "login", "login"
+    LOGIN_FAILED = "login-failed", "failed login"
+    LOGOUT = "logout", "logout"
+    LOCKOUT = "lockout", "lockout"
+    QUERY = "query", "query (QIDO-RS)"
+    RETRIEVE = "retrieve", "retrieve (WADO)"
+    STORE = "store", "store (STOW-RS)"
+    ADMIN_READ = "admin-read", "PACS admin read"
+    ADMIN_WRITE = "admin-write", "PACS admin write"
+    AUDIT_VIEW = "audit-view", "audit log viewed"
+    AUDIT_EXPORT = "audit-export", "audit log exported"
+    AUDIT_PRUNE = "audit-prune", "audit log pruned"
+
+
+FROM_REQUEST: Any = object()
+
+
+class AuditEventManager(models.Manager["AuditEvent"]):
+    def record(
+        self,
+        action: str,
+        *,
+        request: HttpRequest | None = None,
+        user: Any = FROM_REQUEST,
+        username: str = "",
+        status: int | None = None,
+        success: bool = True,
+        study_uid: str = "",
+        series_uid: str = "",
+        sop_uid: str = "",
+        patient_id: str = "",
+        stored_uids: Iterable[str] = (),
+        detail: str = "",
+    ) -> AuditEvent:
+        """The only way audit rows are written. Raises if the row cannot be stored.
+
+        `user` defaults to the request's user; pass None for events with no
+        authenticated user (a failed login names its username instead).
+        """
+        if user is FROM_REQUEST:
+            user = getattr(request, "user", None)
+        if user is not None and not user.is_authenticated:
+            user = None
+        event = self.model(
+            action=action,
+            user=user,
+            username=(user.get_username() if user is not None else username)[:150],
+            client_ip=client_ip(request) if request is not None else None,
+            user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[
+                :USER_AGENT_LENGTH
+            ],
+            method=(request.method or "")[:10] if request is not None else "",
+            path=request.path[:PATH_LENGTH] if request is not None else "",
+            query=request.META.get("QUERY_STRING", "")[:PATH_LENGTH] if request is not None else "",
+            status=status,
+            success=success,
+            study_uid=study_uid[:64],
+            series_uid=series_uid[:64],
+            sop_uid=sop_uid[:64],
+            patient_id=patient_id[:64],
+            stored_uids=list(stored_uids),
+            detail=detail[:1000],
+        )
+        event.save(force_insert=True)
+        return event
+
+
+class AuditEvent(models.Model):
+    action_time = models.DateTimeField("time (UTC)", default=timezone.now, editable=False)
+    # PROTECT: a user who has audit events is deactivated, never deleted, so
+    # "what did this user see" keeps its answer.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.PROTECT, null=True, blank=True, editable=False, related_name="+"
+    )
+    username = models.CharField("username at the time", max_length=150, blank=True, editable=False)
+    client_ip = models.GenericIPAddressField("client address", null=True, blank=True, editable=False)
+    user_agent = models.CharField(max_length=USER_AGENT_LENGTH, blank=True, editable=False)
+    action = models.CharField(max_length=20, choices=Action.choices, editable=False)
+    status = models.PositiveSmallIntegerField("HTTP status", null=True, blank=True, editable=False)
+    success = models.BooleanField(editable=False)
+    method = models.CharField(max_length=10, blank=True, editable=False)
+    path = models.CharField(max_length=PATH_LENGTH, blank=True, editable=False)
+    query = models.CharField("query string", max_length=PATH_LENGTH, blank=True, editable=False)
+    study_uid = models.CharField("Study Instance UID", max_length=64, blank=True, editable=False)
+    series_uid = models.CharField("Series Instance UID", max_length=64, blank=True, editable=False)
+    sop_uid = models.CharField("SOP Instance UID", max_length=64, blank=True, editable=False)
+    patient_id = models.CharField("Patient ID", max_length=64, blank=True, editable=False)
+    stored_uids = models.JSONField("stored SOP Instance UIDs", default=list, blank=True, editable=False)
+    detail = models.CharField(max_length=1000, blank=True, editable=False)
+
+    objects = AuditEventManager()
+
+    class Meta:
+        ordering = ["-action_time", "-id"]
+        indexes = [
+            models.Index(fields=["-action_time"], name="audit_time"),
+            models.Index(fields=["study_uid", "-action_time"], name="audit_study_time"),
+            models.Index(fields=["patient_id", "-action_time"], name="audit_patient_time"),
+            models.Index(fields=["user", "-action_time"], name="audit_user_time"),
+            models.Index(fields=["username", "-action_time"], name="audit_username_time"),
+        ]
+
+    def __str__(self) -> str:
+        when = f"{self.action_time:%Y-%m-%d %H:%M:%S}"
+        return f"{when} {self.username or '-'} {self.action} {self.status or ''}".strip()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise AuditImmutable("audit events cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AuditImmutable("audit events are removed only by `manage.py prune_audit`")
+
+
+class AuditImmutable(Exception):
+    pass

@@ -1,0 +1,98 @@
+"""Audit rows written by the portal under gunicorn, read back from its database."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from pacsportal import demo
+from pacsportal.orthanc_server import OrthancServer
+from tests.dicom import stow_body, unique_ct_instance
+from tests.services import LivePortal
+
+pytestmark = pytest.mark.live
+STUDY = demo.DEMO_CT_STUDY_UID
+SERIES = demo.DEMO_CT_SERIES_UID
+
+
+def browser_headers(portal: LivePortal) -> dict[str, str]:
+    return {
+        "Sec-Fetch-Site": "same-origin",
+        "Sec-Fetch-Mode": "cors",
+        "User-Agent": "Mozilla/5.0 (OHIF test)",
+    }
+
+
+def test_it_records_an_ohif_style_reading_session(live_portal: LivePortal, orthanc: OrthancServer) -> None:
+    start = live_portal.last_audit_id()
+    session = live_portal.login("alice")
+    base = f"{live_portal.url}/pacs/dicom-web"
+    headers = browser_headers(live_portal)
+    assert session.get(f"{base}/studies?PatientID=DEMO-CT-0001", headers=headers).status_code == 200
+    assert session.get(f"{base}/studies/{STUDY}/series", headers=headers).status_code == 200
+    metadata = session.get(f"{base}/studies/{STUDY}/series/{SERIES}/metadata", headers=headers)
+    assert metadata.status_code == 200
+    sop = metadata.json()[0]["00080018"]["Value"][0]
+    frame = session.get(
+        f"{base}/studies/{STUDY}/series/{SERIES}/instances/{sop}/frames/1",
+        headers={**headers, "Accept": "multipart/related; type=application/octet-stream"},
+    )
+    assert frame.status_code == 200
+
+    events = [event for event in live_portal.audit_events(start) if str(event["path"]).startswith("/pacs/")]
+    assert [(event["action"], event["status"]) for event in events] == [
+        ("query", 200),
+        ("query", 200),
+        ("retrieve", 200),
+        ("retrieve", 200),
+    ]
+    for event in events:
+        assert event["username"] == "alice"
+        assert event["user_id"] is not None
+        assert str(event["client_ip"]) == "127.0.0.1"
+        assert event["user_agent"] == "Mozilla/5.0 (OHIF test)"
+    assert [event["study_uid"] for event in events[1:]] == [STUDY, STUDY, STUDY]
+    assert events[0]["patient_id"] == "DEMO-CT-0001"  # from the query
+    assert events[3]["patient_id"] == "DEMO-CT-0001"  # looked up from the study
+    assert events[3]["series_uid"] == SERIES
+    assert events[3]["sop_uid"] == sop
+    login = [event for event in live_portal.audit_events(start) if event["action"] == "login"]
+    assert [event["username"] for event in login] == ["alice"]
+
+
+def test_it_records_the_uids_a_stow_stored(live_portal: LivePortal) -> None:
+    start = live_portal.last_audit_id()
+    first, study_uid, sop_one = unique_ct_instance(label="audit-stow")
+    second, _, sop_two = unique_ct_instance(study_uid=study_uid, label="audit-stow")
+    body, content_type = stow_body([first, second])
+    response = requests.post(
+        f"{live_portal.url}/pacs/dicom-web/studies",
+        data=body,
+        headers={"Content-Type": content_type},
+        auth=("bob", live_portal.passwords["bob"]),
+        timeout=60,
+    )
+    assert response.status_code == 200
+    (event,) = live_portal.audit_events(start)
+    assert event["action"] == "store"
+    assert event["username"] == "bob"
+    stored = event["stored_uids"]
+    assert sorted(json.loads(stored) if isinstance(stored, str) else stored) == sorted([sop_one, sop_two])
+
+
+def test_it_records_refusals_failed_logins_and_lockouts(live_portal: LivePortal) -> None:
+    live_portal.add_user("trudy", "clinician")
+    start = live_portal.last_audit_id()
+    url = f"{live_portal.url}/pacs/dicom-web/studies"
+    assert requests.get(url, timeout=30).status_code == 401
+    for _ in range(3):
+        assert requests.get(url, auth=("trudy", "wrong"), timeout=30).status_code in (401, 429)
+    assert requests.get(url, auth=("trudy", live_portal.passwords["trudy"]), timeout=30).status_code == 429
+    actions = [
+        (event["action"], event["username"], event["status"]) for event in live_portal.audit_events(start)
+    ]
+    assert actions[0] == ("query", "", 401)
+    assert actions.count(("login-failed", "trudy", 401)) >= 3
+    assert ("lockout", "trudy", 429) in actions

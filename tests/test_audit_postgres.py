@@ -1,0 +1,80 @@
+"""On PostgreSQL the audit table is append-only at the database; pruning is the one way out."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from tests.services import REPO, PostgresCluster
+
+
+@pytest.fixture(scope="module")
+def audit_database(postgres_always: PostgresCluster) -> Iterator[str]:
+    url = postgres_always.create_database("append_only")
+    yield url
+
+
+def manage(database_url: str, *args: str) -> str:
+    env = {
+        "PATH": os.environ["PATH"],
+        "PORTAL_VAR_DIR": tempfile.mkdtemp(prefix="pacsportal-prune-"),
+        "DEBUG": "true",
+        "DATABASE_URL": database_url,
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def connect(url: str) -> psycopg.Connection:
+    return psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True)
+
+
+def insert_event(db: psycopg.Connection, when: str, action: str = "retrieve") -> None:
+    db.execute(
+        "INSERT INTO audit_auditevent (action_time, username, user_agent, action, success, method, path,"
+        " query, study_uid, series_uid, sop_uid, patient_id, stored_uids, detail)"
+        " VALUES (%s, 'alice', '', %s, true, 'GET', '/pacs/x', '', '1.2.3', '', '', '', '[]', '')",
+        (when, action),
+    )
+
+
+def test_it_refuses_update_delete_and_truncate_from_a_raw_connection(audit_database: str) -> None:
+    manage(audit_database, "migrate", "-v0")
+    with connect(audit_database) as db:
+        insert_event(db, "2020-01-01T00:00:00Z")
+        for statement in (
+            "UPDATE audit_auditevent SET username = 'mallory'",
+            "DELETE FROM audit_auditevent",
+            "TRUNCATE audit_auditevent",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                db.execute(statement)
+        assert db.execute("SELECT count(*) FROM audit_auditevent WHERE username = 'alice'").fetchone() == (1,)
+
+
+def test_it_prunes_old_events_and_records_the_pruning(audit_database: str) -> None:
+    manage(audit_database, "migrate", "-v0")
+    with connect(audit_database) as db:
+        db.execute("SET pacsportal.audit_prune = 'on'")
+        db.execute("DELETE FROM audit_auditevent")  # a clean slate; the trigger lets only pruning through
+        db.execute("RESET pacsportal.audit_prune")
+        insert_event(db, "2020-01-01T00:00:00Z")
+        insert_event(db, "2020-06-01T00:00:00Z")
+        insert_event(db, "2099-01-01T00:00:00Z")
+    output = manage(audit_database, "prune_audit", "--before", "2021-01-01")
+    assert output == "Removed 2 audit events before 2021-01-01 (UTC).\n"
+    with connect(audit_database) as db:
+        rows = db.execute("SELECT action, username, detail FROM audit_auditevent ORDER BY id").fetchall()
+    assert rows == [
+        ("retrieve", "alice", ""),
+        ("audit-prune", "manage.py prune_audit", "removed 2 events before 2021-01-01"),
+    ]

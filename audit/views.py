@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from datetime import UTC
 
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
@@ -19,7 +20,7 @@ from pacsportal.models import READ_AUDIT
 
 PAGE_SIZE = 100
 CSV_COLUMNS = [
-    ("time_utc", lambda e: e.action_time.astimezone(timezone.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
+    ("time_utc", lambda e: e.action_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
     ("username", lambda e: e.username),
     ("client_ip", lambda e: e.client_ip or ""),
     ("action", lambda e: e.action),
@@ -51,8 +52,9 @@ def events(request: HttpRequest) -> HttpResponse:
         form = AuditFilterForm({})
         form.is_valid()
         matching = AuditEvent.objects.all()
-    page = Paginator(matching, PAGE_SIZE).get_page(request.GET.get("page"))
+    # Recorded first: the page's count and its rows must agree.
     AuditEvent.objects.record(Action.AUDIT_VIEW, request=request, status=200)
+    page = Paginator(matching, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "audit/events.html", {"form": form, "page": page, "query": query.urlencode()})

@@ -204,6 +204,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
-    # django-revproxy logs every view instantiation at INFO.
-    "loggers": {"revproxy": {"level": "WARNING"}},
+    # django-revproxy logs every view instantiation, django-axes every login, at INFO.
+    "loggers": {"revproxy": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

@@ -26,11 +26,14 @@ define apt_install
 	fi
 endef
 
+# npm fetches the pinned OHIF release; any npm will do, Debian's only if none is there.
 system-run:
 	$(call apt_install,$(RUN_PACKAGES))
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
 
 system-test:
 	$(call apt_install,$(TEST_PACKAGES))
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
 
 $(VENV)/.run-installed: requirements.txt
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
@@ -45,10 +48,12 @@ run: system-run $(VENV)/.run-installed
 	@$(PY) -m pacsportal.localenv
 	@$(PY) manage.py migrate --noinput -v0
 	@$(PY) manage.py collectstatic --noinput -v0
+	@$(PY) -m viewer.bundle
 	@$(PY) manage.py ensure_admin
 	@$(PY) manage.py serve
 
 test: system-test $(VENV)/.test-installed lint
+	$(PY) -m viewer.bundle
 	@echo "== tests on SQLite =="
 	$(PY) -m pytest
 	@echo "== tests on PostgreSQL =="

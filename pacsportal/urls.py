@@ -3,13 +3,11 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 from pacsportal import views
 from proxy import views as proxy_views
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="home", permanent=False)),
     path("portal/", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -29,6 +27,7 @@ urlpatterns = [
     path("pacs/<path:path>", proxy_views.pacs, name="pacs"),
     path("pacs-admin/", proxy_views.pacs_admin, name="pacs-admin"),
     path("pacs-admin/<path:path>", proxy_views.pacs_admin, name="pacs-admin-path"),
+    path("", include("viewer.urls")),
 ]
 
 handler500 = "pacsportal.views.server_error"

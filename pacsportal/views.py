@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import urllib3
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.db.utils import Error as DatabaseError
@@ -12,19 +13,35 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from audit.models import Action, AuditEvent
 from pacsportal import models
 from proxy import orthanc
 
+RECENT_STUDIES = 10
+
 
 @require_safe
+@never_cache
 def home(request: HttpRequest) -> HttpResponse:
     user = request.user
-    context = {
+    context: dict[str, object] = {
         "can_read": user.has_perm(models.READ_STUDIES),
         "can_administer_pacs": user.has_perm(models.ADMINISTER_PACS),
         "can_read_audit": user.has_perm(models.READ_AUDIT),
     }
+    if context["can_read"]:
+        context["recent"], context["archive_down"] = recent_studies(request)
     return render(request, "home.html", context)
+
+
+def recent_studies(request: HttpRequest) -> tuple[list[dict[str, str]], bool]:
+    """The newest studies by study date; listing patients is PHI access, so it is audited."""
+    try:
+        studies = orthanc.recent_studies(RECENT_STUDIES)
+    except (orthanc.OrthancError, urllib3.exceptions.HTTPError):
+        return [], True
+    AuditEvent.objects.record(Action.QUERY, request=request, status=200, detail="portal home: recent studies")
+    return studies, False
 
 
 def database_is_up() -> bool:

@@ -118,6 +118,30 @@ def patient_id_of(study_uid: str) -> str:
     return patient_id
 
 
+def _value(study: dict[str, Any], tag: str) -> str:
+    value = study.get(tag, {}).get("Value", [""])[0]
+    return value.get("Alphabetic", "") if isinstance(value, dict) else str(value)
+
+
+def recent_studies(count: int, scanned: int = 500) -> list[dict[str, str]]:
+    """The `count` newest of up to `scanned` studies, by study date and time."""
+    found = get_json(f"/dicom-web/studies?limit={scanned}")
+    studies = [
+        {
+            "uid": _value(study, "0020000D"),
+            "date": _value(study, "00080020"),
+            "time": _value(study, "00080030"),
+            "patient_name": _value(study, "00100010").replace("^", " ").strip(),
+            "patient_id": _value(study, "00100020"),
+            "description": _value(study, "00081030"),
+            "modalities": _value(study, "00080061"),
+        }
+        for study in found
+    ]
+    studies.sort(key=lambda study: (study["date"], study["time"]), reverse=True)
+    return studies[:count]
+
+
 def is_up() -> bool:
     try:
         response = request("GET", "/system", timeout=urllib3.Timeout(connect=2, read=5))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Browser
 
-from tests.browser import browser, log_in, save_screenshot  # noqa: F401  (fixture)
+from tests.browser import log_in, save_screenshot
 from tests.services import LivePortal
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
 
-def test_it_lists_the_demo_studies_and_opens_one(live_portal: LivePortal, browser: Browser) -> None:  # noqa: F811
+def test_it_lists_the_demo_studies_and_opens_one(live_portal: LivePortal, browser: Browser) -> None:
     context = browser.new_context()
     page = context.new_page()
     try:
@@ -33,7 +33,7 @@ def test_it_lists_the_demo_studies_and_opens_one(live_portal: LivePortal, browse
         context.close()
 
 
-def test_it_sends_a_clinician_away_from_orthanc_explorer(live_portal: LivePortal, browser: Browser) -> None:  # noqa: F811
+def test_it_sends_a_clinician_away_from_orthanc_explorer(live_portal: LivePortal, browser: Browser) -> None:
     context = browser.new_context()
     page = context.new_page()
     try:

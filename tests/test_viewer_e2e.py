@@ -1,0 +1,157 @@
+"""A clinician reads the demo CT in the real OHIF bundle, in headless Chromium."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from PIL import Image, ImageStat
+from playwright.sync_api import Browser, BrowserContext, CDPSession, Page
+
+from pacsportal import demo
+from tests.browser import log_in, save_screenshot
+from tests.services import LivePortal
+from viewer import bundle
+
+pytestmark = [pytest.mark.browser, pytest.mark.live]
+VIEWER_URL = f"/viewer?StudyInstanceUIDs={demo.DEMO_CT_STUDY_UID}"
+
+
+@dataclass
+class NetworkLog:
+    """Bytes on the wire per URL, from the DevTools protocol (encodedDataLength)."""
+
+    urls: dict[str, str] = field(default_factory=dict)
+    bytes_by_url: dict[str, int] = field(default_factory=dict)
+    headers_by_url: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def attach(self, cdp: CDPSession) -> None:
+        cdp.send("Network.enable")
+        cdp.on("Network.responseReceived", self.on_response)
+        cdp.on("Network.loadingFinished", self.on_finished)
+
+    def on_response(self, event: dict[str, Any]) -> None:
+        url = event["response"]["url"]
+        self.urls[event["requestId"]] = url
+        self.headers_by_url[url] = {k.lower(): v for k, v in event["response"]["headers"].items()}
+
+    def on_finished(self, event: dict[str, Any]) -> None:
+        url = self.urls.get(event["requestId"])
+        if url is not None:
+            self.bytes_by_url[url] = self.bytes_by_url.get(url, 0) + int(event["encodedDataLength"])
+
+    def reset(self) -> None:
+        self.urls.clear()
+        self.bytes_by_url.clear()
+
+    def viewer_files(self) -> dict[str, int]:
+        """The viewer's own files: everything fetched over HTTP outside /pacs (no data: URLs)."""
+        return {
+            url: size
+            for url, size in self.bytes_by_url.items()
+            if urlparse(url).scheme in ("http", "https") and not urlparse(url).path.startswith("/pacs/")
+        }
+
+    def viewer_bytes(self) -> int:
+        return sum(self.viewer_files().values())
+
+    def pacs_urls(self) -> list[str]:
+        return [url for url in self.headers_by_url if urlparse(url).path.startswith("/pacs/")]
+
+
+def gzip_equivalent(log: NetworkLog) -> int:
+    """What the same first visit would have cost with gzip instead of brotli (files' .gz sizes)."""
+    total = 0
+    for url, size in log.viewer_files().items():
+        gz = bundle.dist_dir() / (urlparse(url).path.lstrip("/") + ".gz")
+        total += (
+            gz.stat().st_size
+            if gz.is_file() and log.headers_by_url.get(url, {}).get("content-encoding") == "br"
+            else size
+        )
+    return total
+
+
+def image_shown(page: Page) -> bool:
+    canvases = page.locator("canvas.cornerstone-canvas")
+    if canvases.count() == 0:
+        return False
+    picture = Image.open(io.BytesIO(canvases.first.screenshot())).convert("L")
+    stats = ImageStat.Stat(picture)
+    bright = sum(picture.histogram()[40:]) / (picture.width * picture.height)
+    return stats.stddev[0] > 20 and bright > 0.05
+
+
+def wait_for_image(page: Page, timeout: float = 90) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if image_shown(page):
+            return time.monotonic() - started
+        page.wait_for_timeout(500)
+    raise AssertionError("no image pixels in the viewport")
+
+
+@pytest.fixture
+def clinician_page(live_portal: LivePortal, browser: Browser) -> Iterator[tuple[Page, BrowserContext]]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    log_in(page, live_portal, "alice")
+    yield page, context
+    context.close()
+
+
+def test_it_opens_the_demo_ct_from_the_study_list_and_shows_pixels(
+    live_portal: LivePortal, clinician_page: tuple[Page, BrowserContext], request: pytest.FixtureRequest
+) -> None:
+    page, context = clinician_page
+    network = NetworkLog()
+    network.attach(context.new_cdp_session(page))
+    try:
+        page.goto(f"{live_portal.url}/")
+        row = page.get_by_text("CT chest-abdomen (synthetic phantom)").first
+        row.wait_for(timeout=60_000)
+        row.click()
+        page.get_by_role("button", name=re.compile("Basic Viewer", re.I)).first.click(timeout=30_000)
+        page.wait_for_url(re.compile(r".*/viewer\?.*StudyInstanceUIDs=.*"), timeout=30_000)
+        seconds = wait_for_image(page)
+        page.wait_for_load_state("networkidle")
+        save_screenshot(page, "viewer-demo-ct")
+        first = network.viewer_bytes()
+        gzip = gzip_equivalent(network)
+        print(
+            f"\nfirst image after {seconds:.1f} s; first visit: {first / 1e6:.2f} MB of viewer files (brotli)"
+        )
+        print(f"the same files with gzip instead: {gzip / 1e6:.2f} MB")
+
+        pacs = network.pacs_urls()
+        assert pacs, "the viewer made no /pacs requests"
+        for url in pacs:
+            assert network.headers_by_url[url].get("cache-control") == "no-store, private", url
+
+        network.reset()
+        page.goto(f"{live_portal.url}{VIEWER_URL}")
+        wait_for_image(page)
+        page.wait_for_load_state("networkidle")
+        repeat = network.viewer_bytes()
+        print(
+            f"repeat visit: {repeat / 1e3:.1f} kB of viewer files ({100 * repeat / first:.2f}% of the first)"
+        )
+        assert repeat < 0.05 * first
+    except Exception:
+        print(f"screenshot: {save_screenshot(page, request.node.name)}")
+        raise
+
+
+def test_it_runs_the_viewer_cross_origin_isolated(
+    live_portal: LivePortal, clinician_page: tuple[Page, BrowserContext]
+) -> None:
+    page, _ = clinician_page
+    page.goto(f"{live_portal.url}{VIEWER_URL}")
+    assert page.evaluate("window.crossOriginIsolated") is True
+    assert page.evaluate("typeof SharedArrayBuffer") == "function"

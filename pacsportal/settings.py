@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import timedelta
+from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -74,11 +75,13 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "pacsportal.security.ContentSecurityPolicyMiddleware",
     "viewer.middleware.ViewerAssetsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "pacsportal.security.SessionIdleTimeoutMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -157,6 +160,8 @@ except ValueError as error:
 
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 12 * 3600, minimum=60)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+# Seconds without any request after which a session is logged out (0: never).
+SESSION_IDLE_TIMEOUT = env_int("SESSION_IDLE_TIMEOUT", 30 * 60)
 CSRF_COOKIE_HTTPONLY = True
 
 # HTTPS: on when the portal terminates TLS itself or sits behind a TLS proxy.
@@ -192,7 +197,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(env_str("STATIC_ROOT") or VAR_DIR / "static")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # whitenoise: no wildcard CORS (the viewer and the archive share one origin),
 # files indexed once at start-up.

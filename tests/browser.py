@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageStat
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.services import LivePortal, require_binary
@@ -47,3 +50,22 @@ def save_screenshot(page: Page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def image_shown(page: Page) -> bool:
+    canvases = page.locator("canvas.cornerstone-canvas")
+    if canvases.count() == 0:
+        return False
+    picture = Image.open(io.BytesIO(canvases.first.screenshot())).convert("L")
+    stats = ImageStat.Stat(picture)
+    bright = sum(picture.histogram()[40:]) / (picture.width * picture.height)
+    return stats.stddev[0] > 20 and bright > 0.05
+
+
+def wait_for_image(page: Page, timeout: float = 90) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if image_shown(page):
+            return time.monotonic() - started
+        page.wait_for_timeout(500)
+    raise AssertionError("no image pixels in the viewport")

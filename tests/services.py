@@ -106,7 +106,13 @@ class LivePortal:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.env.get("TLS_CERT_FILE") else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self) -> str | bool:
+        """What requests should trust: the portal's own (self-signed) certificate under TLS."""
+        return self.env.get("TLS_CERT_FILE") or True
 
     @property
     def log_path(self) -> Path:
@@ -148,7 +154,10 @@ class LivePortal:
             if self.process.poll() is not None:
                 raise AssertionError(f"gunicorn exited early:\n{self.log_path.read_text()}")
             try:
-                if requests.get(f"{self.url}/healthz", timeout=2).status_code in (200, 503):
+                if requests.get(f"{self.url}/healthz", timeout=2, verify=self.verify).status_code in (
+                    200,
+                    503,
+                ):
                     return
             except requests.ConnectionError:
                 time.sleep(0.1)
@@ -186,6 +195,8 @@ class LivePortal:
     def login(self, username: str) -> requests.Session:
         """A browser-like session logged in through the real login form."""
         session = requests.Session()
+        session.verify = self.verify
+        session.trust_env = False  # else REQUESTS_CA_BUNDLE overrides `verify`
         login_url = f"{self.url}/accounts/login/"
         session.get(login_url, timeout=10)
         response = session.post(

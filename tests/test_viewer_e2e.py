@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from PIL import Image, ImageStat
 from playwright.sync_api import Browser, BrowserContext, CDPSession, Page
 
 from pacsportal import demo
-from tests.browser import log_in, save_screenshot
+from tests.browser import log_in, save_screenshot, wait_for_image
 from tests.services import LivePortal
 from viewer import bundle
 
@@ -76,25 +73,6 @@ def gzip_equivalent(log: NetworkLog) -> int:
             else size
         )
     return total
-
-
-def image_shown(page: Page) -> bool:
-    canvases = page.locator("canvas.cornerstone-canvas")
-    if canvases.count() == 0:
-        return False
-    picture = Image.open(io.BytesIO(canvases.first.screenshot())).convert("L")
-    stats = ImageStat.Stat(picture)
-    bright = sum(picture.histogram()[40:]) / (picture.width * picture.height)
-    return stats.stddev[0] > 20 and bright > 0.05
-
-
-def wait_for_image(page: Page, timeout: float = 90) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if image_shown(page):
-            return time.monotonic() - started
-        page.wait_for_timeout(500)
-    raise AssertionError("no image pixels in the viewport")
 
 
 @pytest.fixture

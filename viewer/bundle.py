@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -23,10 +24,12 @@ from whitenoise.compress import Compressor
 
 from pacsportal.localenv import BASE_DIR
 
-PACKAGE = "@ohif/app"
-VERSION = "3.13.2"
-# npm's dist.integrity for the release: the tarball must match it byte for byte.
-INTEGRITY = "sha512-WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6Zk2F87BKxFfpq+jd5xXZB9E8EA=="
+# The pin, shared with the Dockerfile: package, version, and npm's dist.integrity
+# for the release (the tarball must match it byte for byte).
+PIN = json.loads((Path(__file__).with_name("ohif.json")).read_text())
+PACKAGE: str = PIN["package"]
+VERSION: str = PIN["version"]
+INTEGRITY: str = PIN["integrity"]
 # Not pre-compressed: onnxruntime for the optional AI tools (136 MB, rarely
 # loaded) and source maps; formats that are compressed already.
 SKIP_DIRS = ("ort",)

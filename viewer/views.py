@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import re
 
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
@@ -18,14 +21,45 @@ ISOLATION_HEADERS = {
 }
 
 
+INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
+
+
 @functools.lru_cache(maxsize=1)
 def index_html(version: str) -> bytes:
     return (bundle.dist_dir() / "index.html").read_bytes()
 
 
+@functools.lru_cache(maxsize=1)
+def viewer_policy(version: str) -> str:
+    """The smallest policy OHIF runs under: its two inline scripts by hash,
+    WebAssembly compilation, workers from blob: URLs, images from blob: and data:."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(script).digest()).decode() + "'"
+        for script in INLINE_SCRIPT.findall(index_html(version))
+    )
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'self' 'wasm-unsafe-eval' {hashes}",
+            "worker-src 'self' blob:",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data: blob:",
+            "font-src 'self' data:",
+            "connect-src 'self' data: blob:",
+            "media-src 'self' blob:",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
 def isolated(response: HttpResponse) -> HttpResponse:
     for name, value in ISOLATION_HEADERS.items():
         response[name] = value
+    if bundle.is_installed():
+        response["Content-Security-Policy"] = viewer_policy(bundle.VERSION)
     return response
 
 

@@ -62,6 +62,7 @@ test: system-test $(VENV)/.test-installed lint
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml compose.dicom.yaml
 	DEBUG=true PORTAL_VAR_DIR=$$(mktemp -d) $(PY) manage.py makemigrations --check --dry-run
 	@tmp=$$(mktemp -d); env -i PATH="$$PATH" PORTAL_VAR_DIR=$$tmp \
 		SECRET_KEY=$$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=') ALLOWED_HOSTS=pacs.example.org \

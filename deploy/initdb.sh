@@ -1,9 +1,11 @@
 #!/bin/sh
-# Creates the portal's and Orthanc's databases and roles on first start of the db service.
+# First start of the db service: the portal's and Orthanc's databases, each with its own role.
 set -eu
-psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" <<SQL
-CREATE ROLE portal LOGIN PASSWORD '$(cat "$PORTAL_DB_PASSWORD_FILE")';
+: "${PORTAL_DB_PASSWORD:?}" "${ORTHANC_DB_PASSWORD:?}"
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" \
+    -v portal_password="$PORTAL_DB_PASSWORD" -v orthanc_password="$ORTHANC_DB_PASSWORD" <<'SQL'
+CREATE ROLE portal LOGIN PASSWORD :'portal_password';
 CREATE DATABASE portal OWNER portal;
-CREATE ROLE orthanc LOGIN PASSWORD '$(cat "$ORTHANC_DB_PASSWORD_FILE")';
+CREATE ROLE orthanc LOGIN PASSWORD :'orthanc_password';
 CREATE DATABASE orthanc OWNER orthanc;
 SQL

@@ -1,0 +1,87 @@
+"""The container deployment, checked statically (no Docker engine here) and by `check --deploy`."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.services import REPO
+
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY|REGISTERED_USERS|DATABASE_URL")
+SUBSTITUTION = re.compile(r"\$\{[A-Z_]+(?::?[-?][^}]*)?\}")
+
+
+def compose(name: str = "compose.yaml") -> dict[str, Any]:
+    return yaml.safe_load((REPO / name).read_text())
+
+
+def test_it_publishes_no_orthanc_http_port() -> None:
+    services = compose()["services"]
+    assert "ports" not in services["orthanc"]
+    assert "ports" not in services["db"]
+    assert services["web"]["ports"] == ["${WEB_PORT:-443}:8000"]
+    assert compose("compose.dicom.yaml")["services"]["orthanc"]["ports"] == [
+        "${ORTHANC_DICOM_PORT:-4242}:4242"
+    ]
+    assert compose()["networks"]["backend"]["internal"] is True
+
+
+def test_it_gives_every_service_a_health_check_and_a_restart_policy() -> None:
+    for name, service in compose()["services"].items():
+        assert service.get("healthcheck") or name == "web", name  # web: the image's HEALTHCHECK
+        assert service["restart"] == "unless-stopped", name
+    assert "HEALTHCHECK" in (REPO / "Dockerfile").read_text()
+    web = compose()["services"]["web"]["depends_on"]
+    assert web == {"db": {"condition": "service_healthy"}, "orthanc": {"condition": "service_healthy"}}
+
+
+def test_it_has_no_literal_secret() -> None:
+    for name, service in compose()["services"].items():
+        for key, value in service.get("environment", {}).items():
+            if SECRET_NAME.search(key) and not key.endswith("_FILE"):
+                secret_parts = SUBSTITUTION.sub("", str(value))
+                assert SUBSTITUTION.search(str(value)), f"{name}.{key} is a literal"
+                assert not re.search(r":[^@/]+@", secret_parts), f"{name}.{key} embeds a password"
+
+
+def filled_env_example(tmp_path: Path) -> dict[str, str]:
+    """.env.example with its blanks filled with test values, as an admin would."""
+    env: dict[str, str] = {}
+    for line in (REPO / ".env.example").read_text().splitlines():
+        match = re.fullmatch(r"([A-Z_][A-Z0-9_]*)=(.*)", line)
+        if match:
+            env[match.group(1)] = match.group(2)
+    env.update(
+        SECRET_KEY="t" * 30 + "-a-long-random-test-secret-value",
+        ORTHANC_PASSWORD="orthanc-test-password",
+        DATABASE_URL="postgres://portal:x@db.invalid:5432/portal",
+        PORTAL_VAR_DIR=str(tmp_path),
+        STATIC_ROOT=str(tmp_path / "static"),
+        PATH="/usr/bin:/bin",
+    )
+    return env
+
+
+def run_manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_it_passes_the_deploy_check_with_the_production_template(tmp_path: Path) -> None:
+    result = run_manage(filled_env_example(tmp_path), "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_it_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
+    env = filled_env_example(tmp_path)
+    env["SECRET_KEY"] = ""
+    result = run_manage(env, "check", "--deploy")
+    assert result.returncode != 0
+    assert "missing required setting(s): SECRET_KEY" in result.stderr

@@ -10,12 +10,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_PACKAGES := orthanc orthanc-dicomweb orthanc-postgresql python3-venv
 TEST_PACKAGES := $(RUN_PACKAGES) postgresql chromium
 
-.PHONY: run test lint system-run system-test clean help
+.PHONY: run test lint bench system-run system-test clean help
 
 help:
 	@echo "make run    set up and serve the portal on http://127.0.0.1:$${PORT:-8000}/"
 	@echo "make test   set up and run the whole test suite"
 	@echo "make lint   ruff, migrations and deploy checks"
+	@echo "make bench  the portal against direct Orthanc, same run (about 10 minutes)"
 
 # Install Debian packages only when one is missing, so a second run starts in seconds.
 define apt_install
@@ -69,6 +70,11 @@ lint: $(VENV)/.test-installed
 		ORTHANC_USER=pacsportal ORTHANC_PASSWORD=$$(head -c 24 /dev/urandom | base64 | tr -d '\n/+=') \
 		PORTAL_HTTPS=true DATABASE_URL=postgres://portal@db:5432/portal \
 		$(PY) manage.py check --deploy --fail-level WARNING
+
+bench: system-test $(VENV)/.test-installed
+	$(call apt_install,wrk)
+	$(PY) -m viewer.bundle
+	$(PY) bench/bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -117,6 +117,8 @@ class OrthancProxyView(ProxyView):
 
     def audited(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         """Record the request; refuse to show patient data that could not be audited."""
+        if not settings.AUDIT_PROXY_REQUESTS:
+            return response
         identifiers = {}
         if self.safe_path is not None:
             identifiers = paths.dicom_identifiers(self.safe_path, request.META.get("QUERY_STRING", ""))

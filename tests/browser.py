@@ -5,11 +5,14 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 from PIL import Image, ImageStat
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, CDPSession, Page, sync_playwright
 
 from tests.services import LivePortal, require_binary
 
@@ -69,3 +72,45 @@ def wait_for_image(page: Page, timeout: float = 90) -> float:
             return time.monotonic() - started
         page.wait_for_timeout(500)
     raise AssertionError("no image pixels in the viewport")
+
+
+@dataclass
+class NetworkLog:
+    """Bytes on the wire per URL, from the DevTools protocol (encodedDataLength)."""
+
+    urls: dict[str, str] = field(default_factory=dict)
+    bytes_by_url: dict[str, int] = field(default_factory=dict)
+    headers_by_url: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def attach(self, cdp: CDPSession) -> None:
+        cdp.send("Network.enable")
+        cdp.on("Network.responseReceived", self.on_response)
+        cdp.on("Network.loadingFinished", self.on_finished)
+
+    def on_response(self, event: dict[str, Any]) -> None:
+        url = event["response"]["url"]
+        self.urls[event["requestId"]] = url
+        self.headers_by_url[url] = {k.lower(): v for k, v in event["response"]["headers"].items()}
+
+    def on_finished(self, event: dict[str, Any]) -> None:
+        url = self.urls.get(event["requestId"])
+        if url is not None:
+            self.bytes_by_url[url] = self.bytes_by_url.get(url, 0) + int(event["encodedDataLength"])
+
+    def reset(self) -> None:
+        self.urls.clear()
+        self.bytes_by_url.clear()
+
+    def viewer_files(self) -> dict[str, int]:
+        """The viewer's own files: everything fetched over HTTP outside /pacs (no data: URLs)."""
+        return {
+            url: size
+            for url, size in self.bytes_by_url.items()
+            if urlparse(url).scheme in ("http", "https") and not urlparse(url).path.startswith("/pacs/")
+        }
+
+    def viewer_bytes(self) -> int:
+        return sum(self.viewer_files().values())
+
+    def pacs_urls(self) -> list[str]:
+        return [url for url in self.headers_by_url if urlparse(url).path.startswith("/pacs/")]

@@ -4,62 +4,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, CDPSession, Page
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from pacsportal import demo
-from tests.browser import log_in, save_screenshot, wait_for_image
+from tests.browser import NetworkLog, log_in, save_screenshot, wait_for_image
 from tests.services import LivePortal
 from viewer import bundle
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 VIEWER_URL = f"/viewer?StudyInstanceUIDs={demo.DEMO_CT_STUDY_UID}"
-
-
-@dataclass
-class NetworkLog:
-    """Bytes on the wire per URL, from the DevTools protocol (encodedDataLength)."""
-
-    urls: dict[str, str] = field(default_factory=dict)
-    bytes_by_url: dict[str, int] = field(default_factory=dict)
-    headers_by_url: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    def attach(self, cdp: CDPSession) -> None:
-        cdp.send("Network.enable")
-        cdp.on("Network.responseReceived", self.on_response)
-        cdp.on("Network.loadingFinished", self.on_finished)
-
-    def on_response(self, event: dict[str, Any]) -> None:
-        url = event["response"]["url"]
-        self.urls[event["requestId"]] = url
-        self.headers_by_url[url] = {k.lower(): v for k, v in event["response"]["headers"].items()}
-
-    def on_finished(self, event: dict[str, Any]) -> None:
-        url = self.urls.get(event["requestId"])
-        if url is not None:
-            self.bytes_by_url[url] = self.bytes_by_url.get(url, 0) + int(event["encodedDataLength"])
-
-    def reset(self) -> None:
-        self.urls.clear()
-        self.bytes_by_url.clear()
-
-    def viewer_files(self) -> dict[str, int]:
-        """The viewer's own files: everything fetched over HTTP outside /pacs (no data: URLs)."""
-        return {
-            url: size
-            for url, size in self.bytes_by_url.items()
-            if urlparse(url).scheme in ("http", "https") and not urlparse(url).path.startswith("/pacs/")
-        }
-
-    def viewer_bytes(self) -> int:
-        return sum(self.viewer_files().values())
-
-    def pacs_urls(self) -> list[str]:
-        return [url for url in self.headers_by_url if urlparse(url).path.startswith("/pacs/")]
 
 
 def gzip_equivalent(log: NetworkLog) -> int:

@@ -1,0 +1,419 @@
+"""`make bench`: the portal against direct Orthanc, each figure measured in the same run.
+
+Starts its own Orthanc (SQLite index, as `make run`) with a generated CT, the
+portal under gunicorn configured as `make run` configures it (gthread 2x8,
+session auth and auditing on) and a second portal with auditing off, then
+measures with wrk (frames, QIDO) and a streaming Python client (series
+retrieve, STOW). Prints a table of medians with portal/direct ratios and
+writes them to JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from pacsportal import demo  # noqa: E402
+from pacsportal.orthanc_server import OrthancServer  # noqa: E402
+from tests.dicom import write_large_stow_body  # noqa: E402
+from tests.services import LivePortal, free_port  # noqa: E402
+
+FRAME_ACCEPT = "multipart/related; type=application/octet-stream"
+Result = dict[str, float]
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def stow_direct(orthanc: OrthancServer, instances: Iterator[bytes], batch: int = 32) -> None:
+    chunk: list[bytes] = []
+    for data in instances:
+        chunk.append(data)
+        if len(chunk) == batch:
+            post_instances(orthanc, chunk)
+            chunk = []
+    if chunk:
+        post_instances(orthanc, chunk)
+
+
+def post_instances(orthanc: OrthancServer, chunk: list[bytes]) -> None:
+    boundary = secrets.token_hex(8)
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data + b"\r\n"
+            for data in chunk
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    response = requests.post(
+        f"{orthanc.url}/dicom-web/studies",
+        data=body,
+        auth=(orthanc.user, orthanc.password),
+        headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'},
+        timeout=300,
+    )
+    response.raise_for_status()
+
+
+class Worker:
+    """Peak RSS growth of a portal's gunicorn workers during one measurement."""
+
+    def __init__(self, portal: LivePortal | None) -> None:
+        self.pids = portal.worker_pids() if portal else []
+        self.start = {}
+        for pid in self.pids:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+            self.start[pid] = self.kb(pid, "VmRSS")
+
+    @staticmethod
+    def kb(pid: int, field: str) -> int:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        return 0
+
+    def growth_mb(self) -> float:
+        return (
+            max((self.kb(pid, "VmHWM") - self.start[pid]) / 1024 for pid in self.pids) if self.pids else 0.0
+        )
+
+
+def wrk(
+    url: str, paths: list[str], connections: int, seconds: int, headers: dict[str, str], work: Path
+) -> Result:
+    path_file = work / f"paths-{secrets.token_hex(4)}.txt"
+    path_file.write_text("\n".join(paths) + "\n")
+    env = {
+        **os.environ,
+        "BENCH_PATHS": str(path_file),
+        "BENCH_ACCEPT": headers.get("Accept", "*/*"),
+        "BENCH_COOKIE": headers.get("Cookie", ""),
+        "BENCH_AUTHORIZATION": headers.get("Authorization", ""),
+    }
+    threads = min(connections, 2)
+    output = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "--timeout",
+            "30s",
+            "-s",
+            str(REPO / "bench" / "frames.lua"),
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise RuntimeError(f"wrk saw errors against {url}:\n{output}")
+    return {
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "p50_ms": wrk_ms(output, "50%"),
+        "p99_ms": wrk_ms(output, "99%"),
+    }
+
+
+def wrk_ms(output: str, percentile: str) -> float:
+    value, unit = re.search(rf"{percentile}\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def download(url: str, headers: dict[str, str], auth: Any, cookies: Any) -> Result:
+    started = time.perf_counter()
+    received = 0
+    with requests.get(url, headers=headers, auth=auth, cookies=cookies, stream=True, timeout=600) as response:
+        response.raise_for_status()
+        for chunk in response.iter_content(1 << 20):
+            received += len(chunk)
+    seconds = time.perf_counter() - started
+    return {"mb_per_s": received / 1e6 / seconds, "megabytes": received / 1e6}
+
+
+def upload(
+    url: str, body: Path, content_type: str, auth: Any, cookies: Any, headers: dict[str, str]
+) -> Result:
+    started = time.perf_counter()
+    with body.open("rb") as stream:
+        response = requests.post(
+            url,
+            data=stream,
+            auth=auth,
+            cookies=cookies,
+            timeout=600,
+            headers={**headers, "Content-Type": content_type, "Accept": "application/dicom+json"},
+        )
+    response.raise_for_status()
+    seconds = time.perf_counter() - started
+    return {"mb_per_s": body.stat().st_size / 1e6 / seconds, "megabytes": body.stat().st_size / 1e6}
+
+
+def median_of(runs: list[Result]) -> Result:
+    return {key: round(statistics.median(run[key] for run in runs), 2) for key in runs[0]}
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.work = Path(tempfile.mkdtemp(prefix="pacsportal-bench-"))
+        self.results: dict[str, dict[str, Result]] = {}
+
+    def start(self) -> None:
+        log(f"starting Orthanc and loading a {self.args.slices}-slice CT...")
+        self.orthanc = OrthancServer(self.work / "orthanc", free_port(), "bench", secrets.token_urlsafe(16))
+        self.orthanc.start()
+        stow_direct(self.orthanc, demo.synthetic_ct(self.args.slices))
+        self.portal = self.start_portal("portal", {})
+        self.portal_audit_off = self.start_portal(
+            "portal-audit-off", {"DJANGO_SETTINGS_MODULE": "bench.settings_audit_off"}, database=self.portal
+        )
+        self.session = self.portal.login("alice")
+        self.session_off = self.portal_audit_off.login("alice")
+        instances = requests.get(
+            f"{self.orthanc.url}/dicom-web/studies/{demo.DEMO_CT_STUDY_UID}/series/{demo.DEMO_CT_SERIES_UID}/instances",
+            auth=(self.orthanc.user, self.orthanc.password),
+            timeout=60,
+        ).json()
+        series = f"/dicom-web/studies/{demo.DEMO_CT_STUDY_UID}/series/{demo.DEMO_CT_SERIES_UID}"
+        self.frames = [f"{series}/instances/{item['00080018']['Value'][0]}/frames/1" for item in instances]
+        self.series = series
+        log(
+            f"{len(self.frames)} frames of 512 KB; portal on {self.portal.url}, Orthanc on {self.orthanc.url}"
+        )
+
+    def start_portal(
+        self, name: str, extra: dict[str, str], database: LivePortal | None = None
+    ) -> LivePortal:
+        work = self.work / name
+        work.mkdir()
+        env = {
+            "PATH": os.environ["PATH"],
+            "PORTAL_VAR_DIR": str(work),
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DATABASE_URL": database.env["DATABASE_URL"] if database else f"sqlite:///{work}/portal.sqlite3",
+            "ORTHANC_URL": self.orthanc.url,
+            "ORTHANC_USER": self.orthanc.user,
+            "ORTHANC_PASSWORD": self.orthanc.password,
+            "LOG_LEVEL": "WARNING",
+            **extra,
+        }
+        portal = LivePortal(env=env, work_dir=work)
+        portal.manage("collectstatic", "--noinput", "-v0")
+        if database is None:
+            portal.manage("migrate", "--noinput", "-v0")
+            portal.add_user("alice", "clinician")
+            portal.add_user("bob", "uploader")
+        else:
+            portal.passwords = database.passwords
+        portal.start()
+        return portal
+
+    def doors(self) -> list[tuple[str, str, dict[str, str], LivePortal | None]]:
+        direct_auth = requests.auth._basic_auth_str(self.orthanc.user, self.orthanc.password)
+        cookie = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
+        cookie_off = "; ".join(f"{c.name}={c.value}" for c in self.session_off.cookies)
+        return [
+            ("direct", self.orthanc.url, {"Authorization": direct_auth}, None),
+            ("portal", f"{self.portal.url}/pacs", {"Cookie": cookie}, self.portal),
+            (
+                "portal, audit off",
+                f"{self.portal_audit_off.url}/pacs",
+                {"Cookie": cookie_off},
+                self.portal_audit_off,
+            ),
+        ]
+
+    def repeat(self, name: str, door: str, portal: LivePortal | None, measure: Callable[[], Result]) -> None:
+        runs = []
+        for _ in range(self.args.repeats):
+            worker = Worker(portal)
+            result = measure()
+            result["worker_peak_rss_growth_mb"] = round(worker.growth_mb(), 1)
+            runs.append(result)
+        self.results.setdefault(name, {})[door] = median_of(runs)
+        log(f"  {name:<22} {door:<18} {self.results[name][door]}")
+
+    def run(self) -> None:
+        seconds = self.args.seconds
+        for door, base, headers, portal in self.doors():
+            host = base.removesuffix("/pacs")
+            prefix = "/pacs" if base.endswith("/pacs") else ""
+            frames = [prefix + path for path in self.frames]
+            frame_headers = {**headers, "Accept": FRAME_ACCEPT}
+            for connections in (1, 8):
+                if door == "portal, audit off" and connections == 1:
+                    continue
+                measure = partial(wrk, host, frames, connections, seconds, frame_headers, self.work)
+                self.repeat(f"frames, {connections} conn", door, portal, measure)
+            if door == "portal, audit off":
+                continue
+            qido = [f"{prefix}/dicom-web/studies?limit=50"]
+            qido_headers = {**headers, "Accept": "application/dicom+json"}
+            self.repeat(
+                "QIDO studies, 8 conn",
+                door,
+                portal,
+                partial(wrk, host, qido, 8, seconds, qido_headers, self.work),
+            )
+            self.repeat("series retrieve", door, portal, partial(self.retrieve, base, headers, portal))
+            self.repeat("STOW-RS", door, portal, partial(self.stow, base, headers, portal))
+
+    def credentials(self, portal: LivePortal | None, headers: dict[str, str]) -> tuple[Any, Any]:
+        if portal is None:
+            return (self.orthanc.user, self.orthanc.password), None
+        return None, {c.split("=", 1)[0]: c.split("=", 1)[1] for c in headers["Cookie"].split("; ")}
+
+    def retrieve(self, base: str, headers: dict[str, str], portal: LivePortal | None) -> Result:
+        auth, cookies = self.credentials(portal, headers)
+        return download(
+            f"{base}{self.series}", {"Accept": "multipart/related; type=application/dicom"}, auth, cookies
+        )
+
+    def stow(self, base: str, headers: dict[str, str], portal: LivePortal | None) -> Result:
+        body = self.work / "stow.multipart"
+        content_type, study_uid, _ = write_large_stow_body(body, self.args.stow_mb)
+        if portal is not None:
+            portal_session = portal.login("bob")
+            auth, cookies = None, portal_session.cookies
+            extra = {"Origin": portal.url, "Sec-Fetch-Site": "same-origin"}
+        else:
+            auth, cookies, extra = (self.orthanc.user, self.orthanc.password), None, {}
+        try:
+            return upload(f"{base}/dicom-web/studies", body, content_type, auth, cookies, extra)
+        finally:
+            self.delete_study(study_uid)
+            body.unlink(missing_ok=True)
+
+    def delete_study(self, study_uid: str) -> None:
+        auth = (self.orthanc.user, self.orthanc.password)
+        found = requests.post(
+            f"{self.orthanc.url}/tools/lookup", data=study_uid, auth=auth, timeout=60
+        ).json()
+        for item in found:
+            requests.delete(f"{self.orthanc.url}/studies/{item['ID']}", auth=auth, timeout=300)
+
+    def viewer(self) -> None:
+        from playwright.sync_api import sync_playwright
+
+        from tests.browser import CHROMIUM, FLAGS, NetworkLog, log_in, wait_for_image
+
+        url = f"{self.portal.url}/viewer?StudyInstanceUIDs={demo.DEMO_CT_STUDY_UID}"
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            page = context.new_page()
+            network = NetworkLog()
+            network.attach(context.new_cdp_session(page))
+            log_in(page, self.portal, "alice")
+            network.reset()
+            started = time.perf_counter()
+            page.goto(url)
+            wait_for_image(page, timeout=120)
+            first_image = time.perf_counter() - started
+            page.wait_for_load_state("networkidle")
+            first = network.viewer_bytes()
+            network.reset()
+            page.goto(url)
+            wait_for_image(page, timeout=120)
+            page.wait_for_load_state("networkidle")
+            repeat = network.viewer_bytes()
+            browser.close()
+        self.results["viewer"] = {
+            "portal": {
+                "first_image_s": round(first_image, 2),
+                "first_visit_mb": round(first / 1e6, 2),
+                "repeat_visit_kb": round(repeat / 1e3, 1),
+                "repeat_percent_of_first": round(100 * repeat / first, 2),
+            }
+        }
+        log(f"  viewer: {self.results['viewer']['portal']}")
+
+    def stop(self) -> None:
+        for portal in (getattr(self, "portal", None), getattr(self, "portal_audit_off", None)):
+            if portal is not None:
+                portal.stop()
+        if getattr(self, "orthanc", None) is not None:
+            self.orthanc.stop()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+RATIO_KEYS = {"requests_per_s": "higher", "mb_per_s": "higher", "p99_ms": "lower"}
+
+
+def report(results: dict[str, dict[str, Result]]) -> str:
+    lines = [f"{'measure':<22} {'door':<18} {'figures':<62} {'portal/direct'}"]
+    for name, doors in results.items():
+        direct = doors.get("direct")
+        for door, figures in doors.items():
+            shown = ", ".join(f"{key}={value}" for key, value in figures.items())
+            ratio = ""
+            if direct and door != "direct":
+                ratio = ", ".join(
+                    f"{key} {figures[key] / direct[key]:.2f}"
+                    for key in RATIO_KEYS
+                    if key in figures and direct[key]
+                )
+            lines.append(f"{name:<22} {door:<18} {shown:<62} {ratio}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--slices", type=int, default=320)
+    parser.add_argument("--stow-mb", type=int, default=150)
+    parser.add_argument("--seconds", type=int, default=8, help="length of each wrk run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=REPO / "var" / "bench" / "results.json")
+    parser.add_argument("--skip-viewer", action="store_true")
+    args = parser.parse_args()
+    bench = Bench(args)
+    try:
+        bench.start()
+        bench.run()
+        if not args.skip_viewer:
+            bench.viewer()
+    finally:
+        bench.stop()
+    print(report(bench.results))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps(
+            {
+                "machine": os.uname().nodename,
+                "cores": os.cpu_count(),
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "results": bench.results,
+            },
+            indent=2,
+        )
+    )
+    print(f"\nresults written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import HttpRequest
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+# A viewer opening a study makes hundreds of requests; loading the user's group
+# permissions for each one was 30% of a frame request's time (measured with
+# py-spy, docs/performance.md). Group changes reach open sessions within this
+# many seconds; deactivating a user or logging out takes effect at once.
+PERMISSION_TTL = 10.0
+_permissions: dict[int, tuple[float, frozenset[str]]] = {}
 
 
 class BadCredentials(ValueError):
@@ -74,3 +81,19 @@ def is_cross_site(request: HttpRequest, session: bool) -> bool:
     if origin is not None and origin != f"{request.scheme}://{request.get_host()}":
         return True
     return session and site is None and origin is None
+
+
+def has_perm(user: AbstractBaseUser | AnonymousUser, permission: str) -> bool:
+    """user.has_perm, with the user's permission set cached for PERMISSION_TTL seconds."""
+    if not user.is_active:
+        return False
+    if getattr(user, "is_superuser", False):
+        return True
+    now = time.monotonic()
+    cached = _permissions.get(user.pk)
+    if cached is None or cached[0] < now:
+        if len(_permissions) > 10_000:
+            _permissions.clear()
+        cached = (now + PERMISSION_TTL, frozenset(user.get_all_permissions()))
+        _permissions[user.pk] = cached
+    return permission in cached[1]

@@ -284,9 +284,9 @@ class PacsProxyView(OrthancProxyView):
     def authorize(self, request: HttpRequest, path: str) -> HttpResponseBase | None:
         user = request.user
         if request.method in access.SAFE_METHODS and paths.is_pacs_read(path):
-            return None if user.has_perm(models.READ_STUDIES) else errors.forbidden(request)
+            return None if access.has_perm(user, models.READ_STUDIES) else errors.forbidden(request)
         if request.method == "POST" and paths.is_stow(path):
-            return None if user.has_perm(models.STORE_STUDIES) else errors.forbidden(request)
+            return None if access.has_perm(user, models.STORE_STUDIES) else errors.forbidden(request)
         if paths.is_pacs_read(path):
             allowed = "GET, HEAD, POST" if paths.is_stow(path) else "GET, HEAD"
             refusal = errors.response(request, 405, f"{request.method} is not allowed here")
@@ -309,7 +309,7 @@ class AdminProxyView(OrthancProxyView):
         return super().anonymous(request)
 
     def authorize(self, request: HttpRequest, path: str) -> HttpResponseBase | None:
-        if not request.user.has_perm(models.ADMINISTER_PACS):
+        if not access.has_perm(request.user, models.ADMINISTER_PACS):
             return errors.forbidden(request)
         return None
 

@@ -26,6 +26,7 @@ from revproxy.views import ProxyView
 
 from audit.models import Action, AuditEvent
 from pacsportal import models
+from pacsportal.clientip import client_ip
 from proxy import access, errors, orthanc, paths
 
 logger = logging.getLogger("proxy")
@@ -134,10 +135,20 @@ class OrthancProxyView(ProxyView):
                 **identifiers,
             )
         except DatabaseError as error:
-            logger.error("audit write failed, refusing %s %s: %s", request.method, request.path, error)
-            if response.status_code < 400:
+            if response.status_code >= 400:
+                logger.error(
+                    "audit write failed for a refused %s %s: %s", request.method, request.path, error
+                )
+            elif request.method in access.SAFE_METHODS:
+                logger.error("audit write failed, refusing %s %s: %s", request.method, request.path, error)
                 response.close()
                 return errors.response(request, 503, "the access could not be audited, so it was refused")
+            else:
+                # Orthanc has already applied the write: hiding that would make the
+                # client retry or give up on data that is stored. Say so loudly instead.
+                logger.critical(
+                    "UNAUDITED %s %s by %s: %s", request.method, request.path, request.user, error
+                )
         return response
 
     def audit_action(self, request: HttpRequest) -> str:
@@ -187,7 +198,7 @@ class OrthancProxyView(ProxyView):
         # proto://host + its root: putting the mount into `host` makes them
         # resolve through the portal.
         headers["Forwarded"] = f"host={host}/{self.mount};proto={request.scheme}"
-        headers["X-Forwarded-For"] = request.META.get("REMOTE_ADDR", "")
+        headers["X-Forwarded-For"] = client_ip(request) or ""
         headers["X-Forwarded-Host"] = host
         headers["X-Forwarded-Proto"] = request.scheme
         return headers

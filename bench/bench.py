@@ -220,6 +220,8 @@ class Bench:
             "ORTHANC_USER": self.orthanc.user,
             "ORTHANC_PASSWORD": self.orthanc.password,
             "LOG_LEVEL": "WARNING",
+            # Default: what `make run` uses; set them to compare worker layouts.
+            **{name: os.environ[name] for name in ("WEB_WORKERS", "WEB_THREADS") if name in os.environ},
             **extra,
         }
         portal = LivePortal(env=env, work_dir=work)

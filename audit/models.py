@@ -18,6 +18,17 @@ from django.utils import timezone
 from pacsportal.clientip import client_ip
 
 USER_AGENT_LENGTH = 256
+TEXT_FIELDS = (
+    "username",
+    "user_agent",
+    "path",
+    "query",
+    "study_uid",
+    "series_uid",
+    "sop_uid",
+    "patient_id",
+    "detail",
+)
 PATH_LENGTH = 2048
 
 
@@ -85,6 +96,9 @@ class AuditEventManager(models.Manager["AuditEvent"]):
             stored_uids=list(stored_uids),
             detail=detail[:1000],
         )
+        for field in TEXT_FIELDS:
+            # PostgreSQL refuses NUL in text; a hostile path must not cost its audit row.
+            setattr(event, field, getattr(event, field).replace("\x00", "\ufffd"))
         event.save(force_insert=True)
         return event
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from pacsportal import demo  # noqa: E402
 from pacsportal.orthanc_server import OrthancServer  # noqa: E402
-from tests.dicom import write_large_stow_body  # noqa: E402
+from tests.dicom import stow_body, write_large_stow_body  # noqa: E402
 from tests.services import LivePortal, free_port  # noqa: E402
 
 FRAME_ACCEPT = "multipart/related; type=application/octet-stream"
@@ -56,19 +56,12 @@ def stow_direct(orthanc: OrthancServer, instances: Iterator[bytes], batch: int =
 
 
 def post_instances(orthanc: OrthancServer, chunk: list[bytes]) -> None:
-    boundary = secrets.token_hex(8)
-    body = (
-        b"".join(
-            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data + b"\r\n"
-            for data in chunk
-        )
-        + f"--{boundary}--\r\n".encode()
-    )
+    body, content_type = stow_body(chunk)
     response = requests.post(
         f"{orthanc.url}/dicom-web/studies",
         data=body,
         auth=(orthanc.user, orthanc.password),
-        headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'},
+        headers={"Content-Type": content_type},
         timeout=300,
     )
     response.raise_for_status()

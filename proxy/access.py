@@ -41,7 +41,7 @@ def basic_credentials(request: HttpRequest) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError):
         raise BadCredentials("malformed Basic credentials") from None
     username, colon, password = decoded.partition(":")
-    if not colon or not username:
+    if not colon or not username or not decoded.isprintable():
         raise BadCredentials("malformed Basic credentials")
     return username, password
 

@@ -85,11 +85,14 @@ class ExactBody:
 class UpstreamStream:
     """Orthanc's response body, in chunks; returns or drops the pooled connection when done."""
 
-    def __init__(self, upstream: urllib3.BaseHTTPResponse) -> None:
+    def __init__(self, upstream: urllib3.BaseHTTPResponse, already_read: bytes = b"") -> None:
         self.upstream = upstream
+        self.already_read = already_read
 
     def __iter__(self) -> Iterator[bytes]:
-        return self.upstream.stream(STREAM_CHUNK, decode_content=False)
+        if self.already_read:
+            yield self.already_read
+        yield from self.upstream.stream(STREAM_CHUNK, decode_content=False)
 
     def close(self) -> None:
         # Called by Django when the response ends, read fully or not: an
@@ -108,7 +111,8 @@ class OrthancProxyView(ProxyView):
 
     def dispatch(self, request: HttpRequest, path: str = "") -> HttpResponseBase:  # type: ignore[override]
         self.stored_uids: list[str] = []
-        self.safe_path: str | None = None
+        self.requested_path = path  # for classifying the audit row only
+        self.safe_path: str | None = None  # checked: what UIDs are read from
         try:
             response = self.respond(request, path)
         except DatabaseError as error:
@@ -155,12 +159,7 @@ class OrthancProxyView(ProxyView):
         raise NotImplementedError
 
     def respond(self, request: HttpRequest, path: str) -> HttpResponseBase:
-        try:
-            path = paths.clean(path, request.META.get("RAW_URI"))
-            query = paths.clean_query(request.META.get("QUERY_STRING", ""))
-        except paths.UnsafePath as error:
-            return errors.response(request, 400, str(error))
-        self.safe_path = path
+        # Who first, then the path: the audit trail names who tried a hostile path.
         session = access.uses_session(request)
         try:
             user = access.authenticated_user(request)
@@ -171,6 +170,12 @@ class OrthancProxyView(ProxyView):
         if not user.is_authenticated:
             return self.anonymous(request)
         request.user = user
+        try:
+            path = paths.clean(path, request.META.get("RAW_URI"))
+            query = paths.clean_query(request.META.get("QUERY_STRING", ""))
+        except paths.UnsafePath as error:
+            return errors.response(request, 400, str(error))
+        self.safe_path = path
         refusal = self.authorize(request, path)
         if refusal is not None:
             return refusal
@@ -220,6 +225,8 @@ class OrthancProxyView(ProxyView):
                 return errors.response(request, 400, "malformed Content-Length")
             headers["Content-Length"] = str(length)
             body = ExactBody(request, length) if length else None
+            # The STOW answer is read here to audit what was stored: keep it uncompressed.
+            headers.pop("Accept-Encoding", None)
         target = "/" + paths.quoted(path) + (f"?{query}" if query else "")
         try:
             upstream = orthanc.request(
@@ -234,7 +241,8 @@ class OrthancProxyView(ProxyView):
             return errors.response(request, 400, str(error))
         except urllib3.exceptions.HTTPError as error:
             return errors.upstream_failure(request, error)
-        if upstream.status in (401, 403):
+        if upstream.status == 401:
+            # Orthanc's 401 means the portal's own credential is wrong: not the user's problem.
             upstream.close()
             upstream.release_conn()
             return errors.response(request, 502, "the archive refused the portal's service credential")
@@ -243,20 +251,27 @@ class OrthancProxyView(ProxyView):
         return self.client_response(upstream)
 
     def stow_response(self, upstream: urllib3.BaseHTTPResponse) -> HttpResponseBase:
-        """STOW-RS answers are small: read it to audit which instances were stored."""
-        body = upstream.read(MAX_STOW_ANSWER + 1, decode_content=True)
+        """Read the STOW-RS answer to audit which instances were stored.
+
+        An answer larger than MAX_STOW_ANSWER is passed on whole, streamed, and
+        audited without its UIDs: the client must never get a truncated answer.
+        """
+        head = upstream.read(MAX_STOW_ANSWER + 1, decode_content=False)
+        if len(head) > MAX_STOW_ANSWER:
+            return self.client_response(upstream, already_read=head)
         upstream.release_conn()
-        if len(body) <= MAX_STOW_ANSWER:
-            self.stored_uids = stored_sop_uids(body)
+        self.stored_uids = stored_sop_uids(head)
         response = HttpResponse(
-            body, status=upstream.status, content_type=upstream.headers.get("Content-Type")
+            head, status=upstream.status, content_type=upstream.headers.get("Content-Type")
         )
         response["Cache-Control"] = "no-store, private"
         return response
 
-    def client_response(self, upstream: urllib3.BaseHTTPResponse) -> HttpResponseBase:
+    def client_response(
+        self, upstream: urllib3.BaseHTTPResponse, already_read: bytes = b""
+    ) -> HttpResponseBase:
         response = StreamingHttpResponse(
-            UpstreamStream(upstream),
+            UpstreamStream(upstream, already_read),
             status=upstream.status,
             content_type=upstream.headers.get("Content-Type", "application/octet-stream"),
         )
@@ -288,7 +303,7 @@ class PacsProxyView(OrthancProxyView):
     def audit_action(self, request: HttpRequest) -> str:
         if request.method not in access.SAFE_METHODS:
             return Action.STORE
-        if self.safe_path is not None and paths.is_qido(self.safe_path):
+        if paths.is_qido(self.requested_path):
             return Action.QUERY
         return Action.RETRIEVE
 

@@ -54,7 +54,10 @@ class Recorder:
                 if "slow" in self.path:
                     time.sleep(recorder.slow_seconds)
                 payload = b'{"recorded": true}'
-                self.send_response(200)
+                # Paths naming a status make the stand-in answer with it.
+                self.send_response(
+                    403 if "forbidden" in self.path else 401 if "unauthorized" in self.path else 200
+                )
                 self.send_header("Content-Type", "application/dicom+json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.send_header("WWW-Authenticate", 'Basic realm="Orthanc Secure Area"')

@@ -9,6 +9,7 @@ import requests
 
 from pacsportal import demo
 from pacsportal.orthanc_server import OrthancServer
+from tests import rawhttp
 from tests.dicom import stow_body, unique_ct_instance
 from tests.services import LivePortal
 
@@ -96,3 +97,16 @@ def test_it_records_refusals_failed_logins_and_lockouts(live_portal: LivePortal)
     assert actions[0] == ("query", "", 401)
     assert actions.count(("login-failed", "trudy", 401)) >= 3
     assert ("lockout", "trudy", 429) in actions
+
+
+def test_it_audits_a_hostile_path_even_with_a_nul_in_it(live_portal: LivePortal) -> None:
+    start = live_portal.last_audit_id()
+    raw = rawhttp.request(
+        "GET",
+        "/pacs/dicom-web/studies/%00",
+        {"Authorization": rawhttp.basic("alice", live_portal.passwords["alice"])},
+    )
+    assert rawhttp.send(live_portal.port, raw) == 400
+    (event,) = live_portal.audit_events(start)
+    assert (event["action"], event["status"], event["username"]) == ("retrieve", 400, "alice")
+    assert event["path"] == "/pacs/dicom-web/studies/\ufffd"

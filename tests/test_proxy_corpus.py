@@ -65,6 +65,7 @@ def header_cases(alice: str) -> list[tuple[str, bytes]]:
         ("no colon", rawhttp.request("GET", qido, {"Authorization": "Basic " + b64(b"alice")})),
         ("empty user", rawhttp.request("GET", qido, {"Authorization": "Basic " + b64(b":password")})),
         ("non-utf8 user", rawhttp.request("GET", qido, {"Authorization": "Basic " + b64(b"\xff\xfe:pw")})),
+        ("nul in user", rawhttp.request("GET", qido, {"Authorization": "Basic " + b64(b"ali\x00ce:pw")})),
         ("wrong password", rawhttp.request("GET", qido, {"Authorization": rawhttp.basic("eve", "wrong")})),
         ("huge authorization", rawhttp.request("GET", qido, {"Authorization": "Basic " + "A" * 100_000})),
         (

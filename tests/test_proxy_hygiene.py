@@ -159,3 +159,17 @@ def test_it_locks_out_basic_auth_after_repeated_failures(recording_portal: LiveP
         url, auth=("mallory-target", recording_portal.passwords["mallory-target"]), timeout=30
     )
     assert locked.status_code == 429
+
+
+def test_it_passes_orthancs_refusals_on_but_reports_its_own_rejected_credential(
+    recording_portal: LivePortal,
+) -> None:
+    carol = ("carol", recording_portal.passwords["carol"])
+    refused = requests.post(
+        f"{recording_portal.url}/pacs-admin/tools/forbidden", auth=carol, data=b"x", timeout=30
+    )
+    assert refused.status_code == 403  # Orthanc's own answer, e.g. Lua execution disabled
+    misconfigured = requests.get(f"{recording_portal.url}/pacs-admin/unauthorized", auth=carol, timeout=30)
+    assert misconfigured.status_code == 502
+    assert misconfigured.json()["error"] == "the archive refused the portal's service credential"
+    assert "WWW-Authenticate" not in misconfigured.headers

@@ -17,6 +17,7 @@ timeout = env_int("WEB_TIMEOUT", 120, minimum=10)
 graceful_timeout = 20
 keepalive = 5
 accesslog = "-"
+logger_class = "pacsportal.accesslog.AccessLogger"
 errorlog = "-"
 # Trust nobody's X-Forwarded-* unless told: a client on loopback could otherwise claim https.
 forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "")

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models, router
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -99,8 +99,29 @@ class AuditEventManager(models.Manager["AuditEvent"]):
         for field in TEXT_FIELDS:
             # PostgreSQL refuses NUL in text; a hostile path must not cost its audit row.
             setattr(event, field, getattr(event, field).replace("\x00", "\ufffd"))
-        event.save(force_insert=True)
+        self.insert(event)
         return event
+
+    def insert(self, event: AuditEvent) -> None:
+        """INSERT one row as written: the ORM's save() cost 0.4 ms of CPU per /pacs request.
+
+        Values go through each field's own get_db_prep_save, so every database
+        gets what save() would have sent it.
+        """
+        connection = connections[router.db_for_write(self.model)]
+        quote = connection.ops.quote_name
+        fields = [field for field in self.model._meta.concrete_fields if not field.primary_key]
+        # Identifiers come from the model, quoted; every value is a parameter.
+        table, pk = quote(self.model._meta.db_table), quote(self.model._meta.pk.column)
+        columns = ", ".join(quote(field.column) for field in fields)
+        placeholders = ", ".join(["%s"] * len(fields))
+        sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {pk}"  # noqa: S608
+        values = [field.get_db_prep_save(field.pre_save(event, add=True), connection) for field in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, values)
+            event.pk = cursor.fetchone()[0]
+        event._state.adding = False
+        event._state.db = connection.alias
 
 
 class AuditEvent(models.Model):

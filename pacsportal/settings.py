@@ -90,8 +90,10 @@ MIDDLEWARE = [
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend and database sessions, loading their rows with plain SQL.
+    "pacsportal.fastauth.ModelBackend",
 ]
+SESSION_ENGINE = "pacsportal.fastauth"
 
 ROOT_URLCONF = "pacsportal.urls"
 WSGI_APPLICATION = "pacsportal.wsgi.application"

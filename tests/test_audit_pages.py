@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
-from django.test import Client
+from django.test import Client, RequestFactory
 
 from audit.models import Action, AuditEvent, AuditImmutable
 
@@ -132,3 +132,28 @@ def test_it_keeps_events_immutable_in_the_model_and_the_admin(client: Client) ->
     assert change.status_code in (200, 403)
     assert client.post(f"/admin/audit/auditevent/{recorded.pk}/delete/", {"post": "yes"}).status_code == 403
     assert AuditEvent.objects.get(pk=recorded.pk).username == "alice"
+
+
+def test_it_reads_back_every_field_it_recorded() -> None:
+    bob = make_user("bob")
+    request = RequestFactory().get(
+        "/pacs/dicom-web/studies/1.2/series/1.3", HTTP_USER_AGENT="Zoë's viewer", REMOTE_ADDR="10.1.2.3"
+    )
+    request.user = bob
+    recorded = AuditEvent.objects.record(
+        Action.STORE,
+        request=request,
+        status=200,
+        study_uid="1.2",
+        series_uid="1.3",
+        sop_uid="1.4",
+        patient_id="P-1",
+        stored_uids=["1.4", "1.5"],
+        detail="two instances",
+    )
+    stored = AuditEvent.objects.get(pk=recorded.pk)
+    for field in AuditEvent._meta.concrete_fields:
+        assert getattr(stored, field.attname) == getattr(recorded, field.attname), field.name
+    assert (stored.user, stored.username, stored.client_ip) == (bob, "bob", "10.1.2.3")
+    assert stored.stored_uids == ["1.4", "1.5"]
+    assert stored.action_time == recorded.action_time

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from pacsportal import demo  # noqa: E402
 from pacsportal.orthanc_server import OrthancServer  # noqa: E402
 from tests.dicom import stow_body, write_large_stow_body  # noqa: E402
-from tests.services import LivePortal, free_port  # noqa: E402
+from tests.services import LivePortal, PostgresCluster, free_port  # noqa: E402
 
 FRAME_ACCEPT = "multipart/related; type=application/octet-stream"
 Result = dict[str, float]
@@ -67,15 +68,21 @@ def post_instances(orthanc: OrthancServer, chunk: list[bytes]) -> None:
     response.raise_for_status()
 
 
-class Worker:
-    """Peak RSS growth of a portal's gunicorn workers during one measurement."""
+class Usage:
+    """What one measurement cost: peak RSS growth of the portal's workers, CPU of
+    the portal's workers and of Orthanc (user + system, from /proc)."""
 
-    def __init__(self, portal: LivePortal | None) -> None:
+    TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, portal: LivePortal | None, orthanc_pid: int) -> None:
         self.pids = portal.worker_pids() if portal else []
+        self.orthanc_pid = orthanc_pid
         self.start = {}
         for pid in self.pids:
             Path(f"/proc/{pid}/clear_refs").write_text("5")
             self.start[pid] = self.kb(pid, "VmRSS")
+        self.portal_ticks = sum(self.ticks(pid) for pid in self.pids)
+        self.orthanc_ticks = self.ticks(orthanc_pid)
 
     @staticmethod
     def kb(pid: int, field: str) -> int:
@@ -84,10 +91,22 @@ class Worker:
                 return int(line.split()[1])
         return 0
 
-    def growth_mb(self) -> float:
-        return (
-            max((self.kb(pid, "VmHWM") - self.start[pid]) / 1024 for pid in self.pids) if self.pids else 0.0
+    @staticmethod
+    def ticks(pid: int) -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+
+    def add_to(self, result: Result) -> None:
+        growth = (
+            max((self.kb(pid, "VmHWM") - self.start[pid]) / 1024 for pid in self.pids) if self.pids else 0
         )
+        result["worker_peak_rss_growth_mb"] = round(growth, 1)
+        portal_ms = (sum(self.ticks(pid) for pid in self.pids) - self.portal_ticks) * self.TICK_MS
+        orthanc_ms = (self.ticks(self.orthanc_pid) - self.orthanc_ticks) * self.TICK_MS
+        unit, count = ("request", result["requests"]) if "requests" in result else ("mb", result["megabytes"])
+        if self.pids:
+            result[f"portal_cpu_ms_per_{unit}"] = round(portal_ms / count, 2)
+        result[f"orthanc_cpu_ms_per_{unit}"] = round(orthanc_ms / count, 2)
 
 
 def wrk(
@@ -125,6 +144,7 @@ def wrk(
     if "Non-2xx" in output or "Socket errors" in output:
         raise RuntimeError(f"wrk saw errors against {url}:\n{output}")
     return {
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),  # type: ignore[union-attr]
         "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
         "p50_ms": wrk_ms(output, "50%"),
         "p99_ms": wrk_ms(output, "99%"),
@@ -169,18 +189,43 @@ def median_of(runs: list[Result]) -> Result:
     return {key: round(statistics.median(run[key] for run in runs), 2) for key in runs[0]}
 
 
+@dataclass(frozen=True)
+class Door:
+    """One way in to the archive: Orthanc itself, or a portal's /pacs mount."""
+
+    name: str
+    host: str
+    prefix: str
+    headers: dict[str, str]
+    portal: LivePortal | None
+
+    @property
+    def base(self) -> str:
+        return self.host + self.prefix
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.work = Path(tempfile.mkdtemp(prefix="pacsportal-bench-"))
         self.results: dict[str, dict[str, Result]] = {}
+        self.cleanup: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         log(f"starting Orthanc and loading a {self.args.slices}-slice CT...")
         self.orthanc = OrthancServer(self.work / "orthanc", free_port(), "bench", secrets.token_urlsafe(16))
         self.orthanc.start()
+        assert self.orthanc.process is not None
+        self.orthanc_pid = self.orthanc.process.pid
         stow_direct(self.orthanc, demo.synthetic_ct(self.args.slices))
-        self.portal = self.start_portal("portal", {})
+        self.postgres: PostgresCluster | None = None
+        database_url = None
+        if self.args.postgres:
+            log("starting PostgreSQL (fsync on) for the portal's database...")
+            self.postgres = PostgresCluster(durable=True)
+            self.postgres.start()
+            database_url = self.postgres.create_database("portal")
+        self.portal = self.start_portal("portal", {}, database_url=database_url)
         self.portal_audit_off = self.start_portal(
             "portal-audit-off", {"DJANGO_SETTINGS_MODULE": "bench.settings_audit_off"}, database=self.portal
         )
@@ -199,7 +244,11 @@ class Bench:
         )
 
     def start_portal(
-        self, name: str, extra: dict[str, str], database: LivePortal | None = None
+        self,
+        name: str,
+        extra: dict[str, str],
+        database: LivePortal | None = None,
+        database_url: str | None = None,
     ) -> LivePortal:
         work = self.work / name
         work.mkdir()
@@ -208,7 +257,11 @@ class Bench:
             "PORTAL_VAR_DIR": str(work),
             "SECRET_KEY": secrets.token_urlsafe(50),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DATABASE_URL": database.env["DATABASE_URL"] if database else f"sqlite:///{work}/portal.sqlite3",
+            "DATABASE_URL": (
+                database.env["DATABASE_URL"]
+                if database
+                else database_url or f"sqlite:///{work}/portal.sqlite3"
+            ),
             "ORTHANC_URL": self.orthanc.url,
             "ORTHANC_USER": self.orthanc.user,
             "ORTHANC_PASSWORD": self.orthanc.password,
@@ -228,68 +281,77 @@ class Bench:
         portal.start()
         return portal
 
-    def doors(self) -> list[tuple[str, str, dict[str, str], LivePortal | None]]:
+    def doors(self) -> tuple[Door, Door, Door]:
         direct_auth = requests.auth._basic_auth_str(self.orthanc.user, self.orthanc.password)
         cookie = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
         cookie_off = "; ".join(f"{c.name}={c.value}" for c in self.session_off.cookies)
-        return [
-            ("direct", self.orthanc.url, {"Authorization": direct_auth}, None),
-            ("portal", f"{self.portal.url}/pacs", {"Cookie": cookie}, self.portal),
-            (
+        return (
+            Door("direct", self.orthanc.url, "", {"Authorization": direct_auth}, None),
+            Door("portal", self.portal.url, "/pacs", {"Cookie": cookie}, self.portal),
+            Door(
                 "portal, audit off",
-                f"{self.portal_audit_off.url}/pacs",
+                self.portal_audit_off.url,
+                "/pacs",
                 {"Cookie": cookie_off},
                 self.portal_audit_off,
             ),
-        ]
+        )
 
-    def repeat(self, name: str, door: str, portal: LivePortal | None, measure: Callable[[], Result]) -> None:
-        runs = []
+    def measure(self, name: str, doors: list[Door], measure: Callable[[Door], Result]) -> None:
+        """Median of the repeats, the doors taking turns within each repeat so
+        that a machine getting slower or faster mid-run moves both sides of a ratio."""
+        if self.args.only and self.args.only not in name:
+            return
+        runs: dict[str, list[Result]] = {door.name: [] for door in doors}
         for _ in range(self.args.repeats):
-            worker = Worker(portal)
-            result = measure()
-            result["worker_peak_rss_growth_mb"] = round(worker.growth_mb(), 1)
-            runs.append(result)
-        self.results.setdefault(name, {})[door] = median_of(runs)
-        log(f"  {name:<22} {door:<18} {self.results[name][door]}")
+            for door in doors:
+                usage = Usage(door.portal, self.orthanc_pid)
+                result = measure(door)
+                usage.add_to(result)
+                runs[door.name].append(result)
+                self.cleanup()
+                self.cleanup = lambda: None
+        for door in doors:
+            self.results.setdefault(name, {})[door.name] = median_of(runs[door.name])
+            log(f"  {name:<22} {door.name:<18} {self.results[name][door.name]}")
 
     def run(self) -> None:
         seconds = self.args.seconds
-        for door, base, headers, portal in self.doors():
-            host = base.removesuffix("/pacs")
-            prefix = "/pacs" if base.endswith("/pacs") else ""
-            frames = [prefix + path for path in self.frames]
-            frame_headers = {**headers, "Accept": FRAME_ACCEPT}
-            for connections in (1, 8):
-                if door == "portal, audit off" and connections == 1:
-                    continue
-                measure = partial(wrk, host, frames, connections, seconds, frame_headers, self.work)
-                self.repeat(f"frames, {connections} conn", door, portal, measure)
-            if door == "portal, audit off":
-                continue
-            qido = [f"{prefix}/dicom-web/studies?limit=50"]
-            qido_headers = {**headers, "Accept": "application/dicom+json"}
-            self.repeat(
-                "QIDO studies, 8 conn",
-                door,
-                portal,
-                partial(wrk, host, qido, 8, seconds, qido_headers, self.work),
+        direct, portal, audit_off = self.doors()
+
+        def frames(connections: int, door: Door) -> Result:
+            paths = [door.prefix + path for path in self.frames]
+            headers = {**door.headers, "Accept": FRAME_ACCEPT}
+            return wrk(door.host, paths, connections, seconds, headers, self.work)
+
+        def qido(door: Door) -> Result:
+            headers = {**door.headers, "Accept": "application/dicom+json"}
+            return wrk(
+                door.host, [f"{door.prefix}/dicom-web/studies?limit=50"], 8, seconds, headers, self.work
             )
-            self.repeat("series retrieve", door, portal, partial(self.retrieve, base, headers, portal))
-            self.repeat("STOW-RS", door, portal, partial(self.stow, base, headers, portal))
 
-    def credentials(self, portal: LivePortal | None, headers: dict[str, str]) -> tuple[Any, Any]:
-        if portal is None:
+        self.measure("frames, 1 conn", [direct, portal], partial(frames, 1))
+        self.measure("frames, 8 conn", [direct, portal, audit_off], partial(frames, 8))
+        self.measure("QIDO studies, 8 conn", [direct, portal], qido)
+        self.measure("series retrieve", [direct, portal], self.retrieve)
+        self.measure("STOW-RS", [direct, portal], self.stow)
+
+    def credentials(self, door: Door) -> tuple[Any, Any]:
+        if door.portal is None:
             return (self.orthanc.user, self.orthanc.password), None
-        return None, {c.split("=", 1)[0]: c.split("=", 1)[1] for c in headers["Cookie"].split("; ")}
+        return None, {c.split("=", 1)[0]: c.split("=", 1)[1] for c in door.headers["Cookie"].split("; ")}
 
-    def retrieve(self, base: str, headers: dict[str, str], portal: LivePortal | None) -> Result:
-        auth, cookies = self.credentials(portal, headers)
+    def retrieve(self, door: Door) -> Result:
+        auth, cookies = self.credentials(door)
         return download(
-            f"{base}{self.series}", {"Accept": "multipart/related; type=application/dicom"}, auth, cookies
+            f"{door.base}{self.series}",
+            {"Accept": "multipart/related; type=application/dicom"},
+            auth,
+            cookies,
         )
 
-    def stow(self, base: str, headers: dict[str, str], portal: LivePortal | None) -> Result:
+    def stow(self, door: Door) -> Result:
+        base, portal = door.base, door.portal
         body = self.work / "stow.multipart"
         content_type, study_uid, _ = write_large_stow_body(body, self.args.stow_mb)
         if portal is not None:
@@ -298,10 +360,11 @@ class Bench:
             extra = {"Origin": portal.url, "Sec-Fetch-Site": "same-origin"}
         else:
             auth, cookies, extra = (self.orthanc.user, self.orthanc.password), None, {}
+        # Deleted after the measurement's CPU is counted, not within it.
+        self.cleanup = partial(self.delete_study, study_uid)
         try:
             return upload(f"{base}/dicom-web/studies", body, content_type, auth, cookies, extra)
         finally:
-            self.delete_study(study_uid)
             body.unlink(missing_ok=True)
 
     def delete_study(self, study_uid: str) -> None:
@@ -354,18 +417,21 @@ class Bench:
                 portal.stop()
         if getattr(self, "orthanc", None) is not None:
             self.orthanc.stop()
+        if getattr(self, "postgres", None) is not None:
+            self.postgres.stop()
         shutil.rmtree(self.work, ignore_errors=True)
 
 
 RATIO_KEYS = {"requests_per_s": "higher", "mb_per_s": "higher", "p99_ms": "lower"}
+COUNTS = {"requests", "megabytes"}
 
 
 def report(results: dict[str, dict[str, Result]]) -> str:
-    lines = [f"{'measure':<22} {'door':<18} {'figures':<62} {'portal/direct'}"]
+    lines = [f"{'measure':<22} {'door':<18} {'figures':<100} {'portal/direct'}"]
     for name, doors in results.items():
         direct = doors.get("direct")
         for door, figures in doors.items():
-            shown = ", ".join(f"{key}={value}" for key, value in figures.items())
+            shown = ", ".join(f"{key}={value}" for key, value in figures.items() if key not in COUNTS)
             ratio = ""
             if direct and door != "direct":
                 ratio = ", ".join(
@@ -373,7 +439,11 @@ def report(results: dict[str, dict[str, Result]]) -> str:
                     for key in RATIO_KEYS
                     if key in figures and direct[key]
                 )
-            lines.append(f"{name:<22} {door:<18} {shown:<62} {ratio}")
+            lines.append(f"{name:<22} {door:<18} {shown:<100} {ratio}")
+    frames = results.get("frames, 8 conn", {})
+    if "portal" in frames and "portal, audit off" in frames:
+        cost = 1 - frames["portal"]["requests_per_s"] / frames["portal, audit off"]["requests_per_s"]
+        lines.append(f"audit cost, frames at 8 connections: {100 * cost:.1f}% of requests/s")
     return "\n".join(lines)
 
 
@@ -385,6 +455,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=REPO / "var" / "bench" / "results.json")
     parser.add_argument("--skip-viewer", action="store_true")
+    parser.add_argument(
+        "--postgres", action="store_true", help="the portal's database in PostgreSQL (fsync on), not SQLite"
+    )
+    parser.add_argument("--only", default="", help="run only the measures whose name contains this")
     args = parser.parse_args()
     bench = Bench(args)
     try:

@@ -21,7 +21,7 @@ from django.conf import settings
 
 # Large socket reads and writes: studies are hundreds of MB, and 16 KB blocks
 # (urllib3's default) cost a Python round trip each.
-BLOCK_SIZE = 256 * 1024
+BLOCK_SIZE = 1024 * 1024
 UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 STOW_CONTENT_TYPE = 'multipart/related; type="application/dicom"; boundary={boundary}'
 

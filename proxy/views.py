@@ -30,7 +30,7 @@ from pacsportal.clientip import client_ip
 from proxy import access, errors, orthanc, paths
 
 logger = logging.getLogger("proxy")
-STREAM_CHUNK = 256 * 1024
+STREAM_CHUNK = 1024 * 1024
 MAX_STOW_ANSWER = 16 * 1024 * 1024
 FORWARDED_REQUEST_HEADERS = {
     "HTTP_ACCEPT": "Accept",

@@ -40,7 +40,9 @@ def require_binary(path: str, install: str) -> str:
 class PostgresCluster:
     """initdb in a temp dir, a free port, trust auth on loopback; as the postgres user when root."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        # Tests trade durability for speed; the bench measures what production pays.
+        self.durable = durable
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
         if not bins:
             pytest.fail(
@@ -61,7 +63,9 @@ class PostgresCluster:
 
     def start(self) -> None:
         self.run("initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres", "-E", "UTF8")
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+        if not self.durable:
+            options += " -c fsync=off"
         self.run(
             "pg_ctl", "-D", str(self.dir / "data"), "-o", options, "-l", str(self.dir / "log"), "-w", "start"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -110,3 +111,23 @@ def test_it_audits_a_hostile_path_even_with_a_nul_in_it(live_portal: LivePortal)
     (event,) = live_portal.audit_events(start)
     assert (event["action"], event["status"], event["username"]) == ("retrieve", 400, "alice")
     assert event["path"] == "/pacs/dicom-web/studies/\ufffd"
+
+
+def test_it_records_every_one_of_many_concurrent_requests(live_portal: LivePortal) -> None:
+    start = live_portal.last_audit_id()
+    session = live_portal.login("alice")
+    url = f"{live_portal.url}/pacs/dicom-web/studies/{STUDY}/series"
+    headers = {**browser_headers(live_portal), "Accept": "application/dicom+json"}
+
+    def fetch(index: int) -> int:
+        return session.get(f"{url}?n={index}", headers=headers, timeout=60).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(fetch, range(64)))
+    assert statuses == [200] * 64
+    queries = sorted(
+        str(event["query"])
+        for event in live_portal.audit_events(start)
+        if str(event["path"]).startswith("/pacs/")
+    )
+    assert queries == sorted(f"n={index}" for index in range(64))

@@ -52,7 +52,7 @@ class Action(models.TextChoices):
 FROM_REQUEST: Any = object()
 # SQLite takes one writer at a time. A worker's threads queue here rather than
 # in SQLite's busy handler, which sleeps in steps of up to 100 ms; eight threads
-# inserting at once cost 15-30% more CPU per row without it (docs/performance.md).
+# inserting at once cost 15-50% more CPU per row without it (docs/performance.md).
 _sqlite_writes = threading.Lock()
 
 

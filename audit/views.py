@@ -46,18 +46,22 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 def events(request: HttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)
     matching = AuditEvent.objects.none()
+    status = 200
     if form.is_bound and form.is_valid():
         matching = form.filter(AuditEvent.objects.all())
-    elif not form.is_bound:
+    elif form.is_bound:
+        status = 400  # the form comes back with its errors, and no rows
+    else:
         form = AuditFilterForm({})
         form.is_valid()
         matching = AuditEvent.objects.all()
     # Recorded first: the page's count and its rows must agree.
-    AuditEvent.objects.record(Action.AUDIT_VIEW, request=request, status=200)
+    AuditEvent.objects.record(Action.AUDIT_VIEW, request=request, status=status, success=status < 400)
     page = Paginator(matching, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, "audit/events.html", {"form": form, "page": page, "query": query.urlencode()})
+    context = {"form": form, "page": page, "query": query.urlencode()}
+    return render(request, "audit/events.html", context, status=status)
 
 
 class Echo:

@@ -131,3 +131,31 @@ def test_it_records_every_one_of_many_concurrent_requests(live_portal: LivePorta
         if str(event["path"]).startswith("/pacs/")
     )
     assert queries == sorted(f"n={index}" for index in range(64))
+
+
+def test_it_answers_garbage_audit_filters_with_400_and_keeps_every_row(live_portal: LivePortal) -> None:
+    live_portal.add_user("otto", "auditor")
+    session = live_portal.login("otto")
+    before = len(live_portal.audit_events())
+    garbage = [
+        ("/audit/", {"start": "yesterday"}),
+        ("/audit/", {"start": "2025-02-01", "end": "2025-01-01"}),
+        ("/audit/", {"action": "drop table"}),
+        ("/audit/", {"user": "x" * 200}),
+        ("/audit/export.csv", {"end": "2025-13-45"}),
+        ("/audit/export.csv", {"action": "\x00"}),
+    ]
+    for path, query in garbage:
+        response = session.get(f"{live_portal.url}{path}", params=query, timeout=30)
+        assert response.status_code == 400, (path, query, response.status_code)
+    assert session.get(f"{live_portal.url}/audit/", params={"page": "zzz"}, timeout=30).status_code == 200
+    export = session.get(f"{live_portal.url}/audit/export.csv", params={"user": "otto"}, timeout=30)
+    assert export.status_code == 200
+    assert export.headers["Content-Type"] == "text/csv; charset=utf-8"
+    after = live_portal.audit_events()
+    # Nothing removed; each page view recorded (a refused export shows no rows, so records none).
+    assert len(after) == before + 4 + 2
+    views = [
+        event for event in after[before:] if event["username"] == "otto" and event["action"] == "audit-view"
+    ]
+    assert [event["status"] for event in views] == [400, 400, 400, 400, 200]

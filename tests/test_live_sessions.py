@@ -7,6 +7,8 @@ workers, that nothing about them is cached.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import requests
 
@@ -46,39 +48,41 @@ def test_it_refuses_a_session_at_once_after_logout(live_portal: LivePortal) -> N
     assert qido_status(live_portal, replay) == {401}
 
 
-def test_it_refuses_a_session_at_once_after_deactivation(live_portal: LivePortal) -> None:
-    live_portal.add_user("ivan", "clinician")
-    session = live_portal.login("ivan")
-    assert qido_status(live_portal, session) == {200}
+def deactivate(portal: LivePortal, username: str, session: requests.Session) -> None:
     shell(
-        live_portal,
+        portal,
         "from django.contrib.auth.models import User; "
-        "User.objects.filter(username='ivan').update(is_active=False)",
+        f"User.objects.filter(username='{username}').update(is_active=False)",
     )
-    assert qido_status(live_portal, session) == {401}
 
 
-def test_it_refuses_other_sessions_once_the_password_changes(live_portal: LivePortal) -> None:
-    live_portal.add_user("jana", "clinician")
-    session = live_portal.login("jana")
-    assert qido_status(live_portal, session) == {200}
+def change_password(portal: LivePortal, username: str, session: requests.Session) -> None:
     shell(
-        live_portal,
-        "from django.contrib.auth.models import User; u = User.objects.get(username='jana'); "
-        "u.set_password('another long password 42'); u.save()",
+        portal,
+        "from django.contrib.auth.models import User; "
+        f"u = User.objects.get(username='{username}'); u.set_password('another long password 42'); u.save()",
     )
-    assert qido_status(live_portal, session) == {401}
 
 
-def test_it_refuses_an_expired_session(live_portal: LivePortal) -> None:
-    live_portal.add_user("karl", "clinician")
-    session = live_portal.login("karl")
-    assert qido_status(live_portal, session) == {200}
+def expire_session(portal: LivePortal, username: str, session: requests.Session) -> None:
     shell(
-        live_portal,
+        portal,
         "from datetime import timedelta; from django.utils import timezone; "
         "from django.contrib.sessions.models import Session; "
         f"Session.objects.filter(session_key='{session.cookies['sessionid']}')"
         ".update(expire_date=timezone.now() - timedelta(seconds=1))",
     )
+
+
+@pytest.mark.parametrize(
+    "change", [deactivate, change_password, expire_session], ids=lambda change: change.__name__
+)
+def test_it_refuses_a_session_at_once_after(
+    live_portal: LivePortal, change: Callable[[LivePortal, str, requests.Session], None]
+) -> None:
+    username = change.__name__.replace("_", "-")
+    live_portal.add_user(username, "clinician")
+    session = live_portal.login(username)
+    assert qido_status(live_portal, session) == {200}
+    change(live_portal, username, session)
     assert qido_status(live_portal, session) == {401}

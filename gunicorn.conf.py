@@ -7,6 +7,8 @@ Django's streaming responses in memory.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pacsportal.env import env_int, env_str
 
 bind = f"{env_str('HOST', '127.0.0.1')}:{env_int('PORT', 8000, minimum=1, maximum=65535)}"
@@ -28,3 +30,11 @@ keyfile = env_str("TLS_KEY_FILE") or None
 # gunicorn 27's control socket lives at one path per user: several portals on
 # one machine (tests, bench) would fight over it, and nothing here uses it.
 control_socket_disable = True
+
+
+def post_worker_init(worker: Any) -> None:
+    # Only in the workers that proxy Orthanc's answers (docs/performance.md):
+    # every WADO-RS answer is multipart, which the standard parser makes costly.
+    from orthanc.client import install_header_parser
+
+    install_header_parser()

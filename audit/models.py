@@ -17,7 +17,7 @@ from django.db import connections, models, router
 from django.http import HttpRequest
 from django.utils import timezone
 
-from pacsportal.clientip import client_ip
+from accounts.clientip import client_ip
 
 USER_AGENT_LENGTH = 256
 TEXT_FIELDS = (

@@ -32,8 +32,8 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pacsportal import demo  # noqa: E402
-from pacsportal.orthanc_server import OrthancServer  # noqa: E402
+from orthanc import demo  # noqa: E402
+from orthanc.server import OrthancServer  # noqa: E402
 from tests.dicom import stow_body, write_large_stow_body  # noqa: E402
 from tests.services import LivePortal, PostgresCluster, free_port  # noqa: E402
 

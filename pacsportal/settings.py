@@ -67,6 +67,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "axes",
     "revproxy",
+    "accounts",
+    "orthanc",
     "pacsportal",
     "proxy",
     "audit",
@@ -91,9 +93,9 @@ MIDDLEWARE = [
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     # Django's ModelBackend and database sessions, loading their rows with plain SQL.
-    "pacsportal.fastauth.ModelBackend",
+    "accounts.fastauth.ModelBackend",
 ]
-SESSION_ENGINE = "pacsportal.fastauth"
+SESSION_ENGINE = "accounts.fastauth"
 
 ROOT_URLCONF = "pacsportal.urls"
 WSGI_APPLICATION = "pacsportal.wsgi.application"
@@ -155,7 +157,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
-AXES_CLIENT_IP_CALLABLE = "pacsportal.clientip.client_ip"
+AXES_CLIENT_IP_CALLABLE = "accounts.clientip.client_ip"
 
 # Reverse proxies (addresses or networks) whose X-Forwarded-For names the real
 # client, for audit and lockout. Empty: the connecting address is the client.

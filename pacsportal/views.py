@@ -13,9 +13,10 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from accounts import roles
+from accounts.permissions import has_perm
 from audit.models import Action, AuditEvent
-from pacsportal import models
-from proxy import orthanc
+from orthanc import client
 
 RECENT_STUDIES = 10
 
@@ -25,9 +26,9 @@ RECENT_STUDIES = 10
 def home(request: HttpRequest) -> HttpResponse:
     user = request.user
     context: dict[str, object] = {
-        "can_read": user.has_perm(models.READ_STUDIES),
-        "can_administer_pacs": user.has_perm(models.ADMINISTER_PACS),
-        "can_read_audit": user.has_perm(models.READ_AUDIT),
+        "can_read": has_perm(user, roles.READ_STUDIES),
+        "can_administer_pacs": has_perm(user, roles.ADMINISTER_PACS),
+        "can_read_audit": has_perm(user, roles.READ_AUDIT),
     }
     if context["can_read"]:
         context["recent"], context["archive_down"] = recent_studies(request)
@@ -37,8 +38,8 @@ def home(request: HttpRequest) -> HttpResponse:
 def recent_studies(request: HttpRequest) -> tuple[list[dict[str, str]], bool]:
     """The newest studies by study date; listing patients is PHI access, so it is audited."""
     try:
-        studies = orthanc.recent_studies(RECENT_STUDIES)
-    except (orthanc.OrthancError, urllib3.exceptions.HTTPError):
+        studies = client.recent_studies(RECENT_STUDIES)
+    except (client.OrthancError, urllib3.exceptions.HTTPError):
         return [], True
     AuditEvent.objects.record(Action.QUERY, request=request, status=200, detail="portal home: recent studies")
     return studies, False
@@ -60,7 +61,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness for load balancers and compose: names what is down, nothing more."""
     checks = {
         "database": "ok" if database_is_up() else "down",
-        "orthanc": "ok" if orthanc.is_up() else "down",
+        "orthanc": "ok" if client.is_up() else "down",
     }
     healthy = all(state == "ok" for state in checks.values())
     return JsonResponse({"status": "ok" if healthy else "down", **checks}, status=200 if healthy else 503)

@@ -24,10 +24,13 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 from django.shortcuts import redirect
 from revproxy.views import ProxyView
 
+from accounts import roles
+from accounts.authentication import BadCredentials, identify
+from accounts.clientip import client_ip
+from accounts.permissions import has_perm
 from audit.models import Action, AuditEvent
-from pacsportal import models
-from pacsportal.clientip import client_ip
-from proxy import access, errors, orthanc, paths
+from orthanc import client as orthanc
+from proxy import errors, origin, paths
 
 logger = logging.getLogger("proxy")
 STREAM_CHUNK = 1024 * 1024
@@ -143,7 +146,7 @@ class OrthancProxyView(ProxyView):
                 logger.error(
                     "audit write failed for a refused %s %s: %s", request.method, request.path, error
                 )
-            elif request.method in access.SAFE_METHODS:
+            elif request.method in origin.SAFE_METHODS:
                 logger.error("audit write failed, refusing %s %s: %s", request.method, request.path, error)
                 response.close()
                 return errors.response(request, 503, "the access could not be audited, so it was refused")
@@ -160,10 +163,10 @@ class OrthancProxyView(ProxyView):
 
     def respond(self, request: HttpRequest, path: str) -> HttpResponseBase:
         # Who first, then the path: the audit trail names who tried a hostile path.
-        session = access.uses_session(request)
+        session = request.user.is_authenticated
         try:
-            user = access.authenticated_user(request)
-        except access.BadCredentials as error:
+            user = identify(request).user
+        except BadCredentials as error:
             return errors.unauthorized(request, str(error))
         if getattr(request, "axes_locked_out", False):
             return errors.response(request, 429, "too many failed logins; try again later")
@@ -179,7 +182,14 @@ class OrthancProxyView(ProxyView):
         refusal = self.authorize(request, path)
         if refusal is not None:
             return refusal
-        if access.is_cross_site(request, session):
+        own_origin = f"{request.scheme}://{request.get_host()}"
+        if origin.is_cross_site(
+            request.method or "",
+            request.META.get("HTTP_SEC_FETCH_SITE"),
+            request.META.get("HTTP_ORIGIN"),
+            own_origin,
+            session,
+        ):
             return errors.response(request, 403, "cross-site request refused")
         return self.forward(request, path, query)
 
@@ -212,7 +222,7 @@ class OrthancProxyView(ProxyView):
         self.request = request
         headers = self.get_request_headers()
         body: ExactBody | None = None
-        if request.method not in access.SAFE_METHODS:
+        if request.method not in origin.SAFE_METHODS:
             if "HTTP_TRANSFER_ENCODING" in request.META:
                 return errors.response(
                     request, 411, "send a Content-Length; chunked request bodies are not accepted"
@@ -301,7 +311,7 @@ class PacsProxyView(OrthancProxyView):
     mount = "pacs"
 
     def audit_action(self, request: HttpRequest) -> str:
-        if request.method not in access.SAFE_METHODS:
+        if request.method not in origin.SAFE_METHODS:
             return Action.STORE
         if paths.is_qido(self.requested_path):
             return Action.QUERY
@@ -309,10 +319,10 @@ class PacsProxyView(OrthancProxyView):
 
     def authorize(self, request: HttpRequest, path: str) -> HttpResponseBase | None:
         user = request.user
-        if request.method in access.SAFE_METHODS and paths.is_pacs_read(path):
-            return None if access.has_perm(user, models.READ_STUDIES) else errors.forbidden(request)
+        if request.method in origin.SAFE_METHODS and paths.is_pacs_read(path):
+            return None if has_perm(user, roles.READ_STUDIES) else errors.forbidden(request)
         if request.method == "POST" and paths.is_stow(path):
-            return None if access.has_perm(user, models.STORE_STUDIES) else errors.forbidden(request)
+            return None if has_perm(user, roles.STORE_STUDIES) else errors.forbidden(request)
         if paths.is_pacs_read(path):
             allowed = "GET, HEAD, POST" if paths.is_stow(path) else "GET, HEAD"
             refusal = errors.response(request, 405, f"{request.method} is not allowed here")
@@ -327,20 +337,20 @@ class AdminProxyView(OrthancProxyView):
     mount = "pacs-admin"
 
     def audit_action(self, request: HttpRequest) -> str:
-        return Action.ADMIN_READ if request.method in access.SAFE_METHODS else Action.ADMIN_WRITE
+        return Action.ADMIN_READ if request.method in origin.SAFE_METHODS else Action.ADMIN_WRITE
 
     def anonymous(self, request: HttpRequest) -> HttpResponseBase:
-        if request.method in access.SAFE_METHODS and errors.wants_html(request):
+        if request.method in origin.SAFE_METHODS and errors.wants_html(request):
             return redirect_to_login(request.get_full_path())
         return super().anonymous(request)
 
     def authorize(self, request: HttpRequest, path: str) -> HttpResponseBase | None:
-        if not access.has_perm(request.user, models.ADMINISTER_PACS):
+        if not has_perm(request.user, roles.ADMINISTER_PACS):
             return errors.forbidden(request)
         return None
 
     def forward(self, request: HttpRequest, path: str, query: str) -> HttpResponseBase:
-        if not path and request.method in access.SAFE_METHODS:
+        if not path and request.method in origin.SAFE_METHODS:
             return redirect("/pacs-admin/app/explorer.html")
         return super().forward(request, path, query)
 

@@ -20,7 +20,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from pacsportal.orthanc_server import OrthancNotInstalled, OrthancServer, PostgresIndex
+from orthanc.server import OrthancNotInstalled, OrthancServer, PostgresIndex
 from tests.browser import browser  # noqa: F401  (the one session-wide Chromium)
 from tests.recorder import Recorder
 from tests.services import LivePortal, PostgresCluster, free_port

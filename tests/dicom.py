@@ -10,7 +10,7 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import generate_uid
 
-from pacsportal import demo
+from orthanc import demo
 
 
 def unique_ct_instance(study_uid: str | None = None, label: str = "test") -> tuple[bytes, str, str]:

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from pacsportal import demo
-from pacsportal.orthanc_server import OrthancServer
+from orthanc import demo
+from orthanc.server import OrthancServer
 from tests.conftest import start_portal
 from tests.services import LivePortal, PostgresCluster
 

@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pydicom
 
-from pacsportal import demo
+from orthanc import demo
 
 
 def read_slices(count: int) -> list[pydicom.Dataset]:

@@ -11,7 +11,7 @@ from django.contrib.sessions.backends.db import SessionStore as DjangoSessionSto
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
-from pacsportal.fastauth import ModelBackend, SessionStore
+from accounts.fastauth import ModelBackend, SessionStore
 
 pytestmark = pytest.mark.django_db
 

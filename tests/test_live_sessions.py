@@ -1,7 +1,7 @@
 """A /pacs session ends the moment its user or session does, with the portal's SQL session and user loads.
 
 The viewer's requests load session and user with hand-written SELECTs
-(pacsportal/fastauth.py); these check, over real HTTP against both gunicorn
+(accounts/fastauth.py); these check, over real HTTP against both gunicorn
 workers, that nothing about them is cached.
 """
 

@@ -6,8 +6,8 @@ import json
 
 import requests
 
-from pacsportal import demo
-from pacsportal.orthanc_server import OrthancServer
+from orthanc import demo
+from orthanc.server import OrthancServer
 from tests.conftest import DEMO_SLICES, TEST_DATABASE
 
 

@@ -9,7 +9,7 @@ import io
 import pytest
 from urllib3.util.response import assert_header_parsing
 
-from proxy.orthanc import parse_headers_only
+from orthanc.client import parse_headers_only
 
 HEADER_BLOCKS = [
     b'Content-Type: multipart/related; type="application/octet-stream"; boundary=3d6b6a416f9b5\r\n'

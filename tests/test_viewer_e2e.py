@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from pacsportal import demo
+from orthanc import demo
 from tests.browser import NetworkLog, log_in, save_screenshot, wait_for_image
 from tests.services import LivePortal
 from viewer import bundle

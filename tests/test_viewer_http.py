@@ -8,7 +8,7 @@ import re
 import pytest
 import requests
 
-from pacsportal import demo
+from orthanc import demo
 from tests.services import LivePortal
 from viewer import bundle
 

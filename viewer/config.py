@@ -7,7 +7,8 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
-from pacsportal.models import STORE_STUDIES
+from accounts.permissions import has_perm
+from accounts.roles import STORE_STUDIES
 
 VIEWER_ROUTES = ("viewer", "segmentation", "tmtv", "microscopy", "dynamic-volume", "usAnnotation", "basic")
 
@@ -49,7 +50,7 @@ def app_config(user: AbstractBaseUser | AnonymousUser) -> dict[str, Any]:
                     # Orthanc writes absolute BulkDataURIs; the proxy's Forwarded
                     # header makes them point at /pacs on this origin.
                     "bulkDataURI": {"enabled": True},
-                    "dicomUploadEnabled": user.has_perm(STORE_STUDIES),
+                    "dicomUploadEnabled": has_perm(user, STORE_STUDIES),
                 },
             }
         ],

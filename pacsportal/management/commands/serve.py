@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from pacsportal import orthanc_server
+from orthanc import server as orthanc_server
 from pacsportal.localenv import BASE_DIR
 
 

@@ -42,8 +42,21 @@ def parse_headers_only(
 
 
 def install_header_parser() -> None:
-    # http.client looks parse_headers up in its module at each response, so
-    # this is the one place it can be replaced (for every client in the worker).
+    """Replace http.client.parse_headers for every client in this process.
+
+    Called from gunicorn's post_worker_init hook only: management commands and
+    tests keep the standard library's parser. http.client looks parse_headers
+    up in its module at each response, so this is the one place it can be
+    replaced; if a future Python drops the private `_read_headers` this relies
+    on, the worker refuses to start rather than quietly parsing differently.
+    """
+    if not callable(getattr(http.client, "_read_headers", None)) or not callable(
+        getattr(http.client, "parse_headers", None)
+    ):
+        raise RuntimeError(
+            "http.client._read_headers is gone in this Python: remove the header-parser "
+            "replacement (orthanc/client.py, docs/performance.md) or adapt it"
+        )
     http.client.parse_headers = parse_headers_only  # type: ignore[assignment]
 
 

@@ -7,8 +7,7 @@ import urllib3
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pacsportal import demo
-from proxy import orthanc
+from orthanc import client, demo
 
 BATCH_BYTES = 16 * 1024 * 1024
 
@@ -36,12 +35,12 @@ class Command(BaseCommand):
                 self.stdout.write("Demo studies already in Orthanc; nothing to load.")
                 return
             stored = self.store(self.instances(slices), total=slices + len(demo.SAMPLE_FILES))
-        except (urllib3.exceptions.HTTPError, orthanc.OrthancError) as error:
+        except (urllib3.exceptions.HTTPError, client.OrthancError) as error:
             raise CommandError(f"cannot reach Orthanc at its configured URL: {error}") from None
         self.stdout.write(f"Loaded {stored} demo instances (CT study {demo.DEMO_CT_STUDY_UID}).")
 
     def demo_is_loaded(self) -> bool:
-        found = orthanc.get_json(f"/dicom-web/studies?StudyInstanceUID={demo.DEMO_CT_STUDY_UID}")
+        found = client.get_json(f"/dicom-web/studies?StudyInstanceUID={demo.DEMO_CT_STUDY_UID}")
         return bool(found)
 
     def instances(self, slices: int) -> Iterator[bytes]:
@@ -64,7 +63,7 @@ class Command(BaseCommand):
         return stored
 
     def store_batch(self, batch: list[bytes], done: int, total: int) -> int:
-        result = orthanc.stow(batch)
+        result = client.stow(batch)
         failed = result.get("00081198", {}).get("Value", [])
         if failed:
             raise CommandError(f"Orthanc refused {len(failed)} demo instance(s)")

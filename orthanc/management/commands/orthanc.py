@@ -4,8 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pacsportal import orthanc_server
-from proxy import orthanc
+from orthanc import client
+from orthanc import server as orthanc_server
 
 
 class Command(BaseCommand):
@@ -30,5 +30,5 @@ class Command(BaseCommand):
             server.stop_stale()
             self.stdout.write("Orthanc stopped")
         else:
-            state = "up" if orthanc.is_up() else "down"
+            state = "up" if client.is_up() else "down"
             self.stdout.write(f"Orthanc at {server.url} is {state}")

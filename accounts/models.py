@@ -22,9 +22,3 @@ class PortalPermission(models.Model):
 
     def __str__(self) -> str:
         return "portal permission"
-
-
-READ_STUDIES = "pacsportal.read_studies"
-STORE_STUDIES = "pacsportal.store_studies"
-ADMINISTER_PACS = "pacsportal.administer_pacs"
-READ_AUDIT = "pacsportal.read_audit"

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    name = "accounts"
+    # The label the roles' permissions and migrations were created under.
+    label = "pacsportal"
+    verbose_name = "Accounts and roles"

@@ -16,7 +16,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 PERMISSION_TTL = 10.0
 MAX_CACHED_USERS = 10_000
-_permissions: dict[int, tuple[float, frozenset[str]]] = {}
+_permissions: dict[tuple[int, object], tuple[float, frozenset[str]]] = {}
 
 
 def has_perm(user: AbstractBaseUser | AnonymousUser, permission: str) -> bool:
@@ -26,10 +26,13 @@ def has_perm(user: AbstractBaseUser | AnonymousUser, permission: str) -> bool:
     if getattr(user, "is_superuser", False):
         return True
     now = time.monotonic()
-    cached = _permissions.get(user.pk)
+    # date_joined too: a rolled-back test database (or a restored backup) can
+    # give a new user the id of an old one, who must not lend them permissions.
+    key = (user.pk, getattr(user, "date_joined", None))
+    cached = _permissions.get(key)
     if cached is None or cached[0] < now:
         if len(_permissions) > MAX_CACHED_USERS:
             _permissions.clear()
         cached = (now + PERMISSION_TTL, frozenset(user.get_all_permissions()))
-        _permissions[user.pk] = cached
+        _permissions[key] = cached
     return permission in cached[1]

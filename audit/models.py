@@ -1,14 +1,23 @@
-"""The audit trail: one append-only row per login event and per request for patient data.
+"""The audit trail: append-only rows for logins and for every access to patient data.
 
 Modelled on django.contrib.admin's LogEntry: immutable fields, one write path
 (`AuditEvent.objects.record`), newest first, indexes for the questions people
 ask: who opened this study or patient, what did this user see.
+
+Reads are recorded the way IHE ATNA records study access: one row per user,
+credential, client address, patient, study and action per time bucket
+(AUDIT_BUCKET_SECONDS), written before the first byte of that access is
+served; the bucket's later requests are covered by it. A unique key makes the
+database keep one row per bucket however many workers race to write it.
+Refusals, writes, logins and audit views stay one row per event.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +31,7 @@ from accounts.clientip import client_ip
 USER_AGENT_LENGTH = 256
 TEXT_FIELDS = (
     "username",
+    "credential",
     "user_agent",
     "path",
     "query",
@@ -54,6 +64,10 @@ FROM_REQUEST: Any = object()
 # in SQLite's busy handler, which sleeps in steps of up to 100 ms; eight threads
 # inserting at once cost 15-50% more CPU per row without it (docs/performance.md).
 _sqlite_writes = threading.Lock()
+# Bucket keys this process has written (or found written), until their bucket
+# ends: a viewer's hundreds of frame requests then cost a dictionary look-up.
+_written_buckets: dict[str, float] = {}
+_MAX_REMEMBERED_BUCKETS = 50_000
 
 
 class AuditEventManager(models.Manager["AuditEvent"]):
@@ -64,6 +78,7 @@ class AuditEventManager(models.Manager["AuditEvent"]):
         request: HttpRequest | None = None,
         user: Any = FROM_REQUEST,
         username: str = "",
+        credential: str = "",
         status: int | None = None,
         success: bool = True,
         study_uid: str = "",
@@ -72,11 +87,13 @@ class AuditEventManager(models.Manager["AuditEvent"]):
         patient_id: str = "",
         stored_uids: Iterable[str] = (),
         detail: str = "",
-    ) -> AuditEvent:
+        bucketed: bool = False,
+    ) -> AuditEvent | None:
         """The only way audit rows are written. Raises if the row cannot be stored.
 
         `user` defaults to the request's user; pass None for events with no
-        authenticated user (a failed login names its username instead).
+        authenticated user (a failed login names its username instead). A
+        `bucketed` read returns None when this bucket's row already exists.
         """
         if user is FROM_REQUEST:
             user = getattr(request, "user", None)
@@ -86,6 +103,7 @@ class AuditEventManager(models.Manager["AuditEvent"]):
             action=action,
             user=user,
             username=(user.get_username() if user is not None else username)[:150],
+            credential=credential[:64],
             client_ip=client_ip(request) if request is not None else None,
             user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[
                 :USER_AGENT_LENGTH
@@ -105,10 +123,23 @@ class AuditEventManager(models.Manager["AuditEvent"]):
         for field in TEXT_FIELDS:
             # PostgreSQL refuses NUL in text; a hostile path must not cost its audit row.
             setattr(event, field, getattr(event, field).replace("\x00", "\ufffd"))
-        self.insert(event)
-        return event
+        if not bucketed:
+            self.insert(event)
+            return event
+        event.bucket_key, bucket_end = bucket_key(event)
+        if _written_buckets.get(event.bucket_key, 0.0) > time.time():
+            return None
+        self.insert(event, if_absent=True)
+        if len(_written_buckets) >= _MAX_REMEMBERED_BUCKETS:
+            now = time.time()
+            for key in [key for key, end in _written_buckets.items() if end <= now]:
+                del _written_buckets[key]
+            if len(_written_buckets) >= _MAX_REMEMBERED_BUCKETS:
+                _written_buckets.clear()
+        _written_buckets[event.bucket_key] = bucket_end
+        return event if event.pk is not None else None
 
-    def insert(self, event: AuditEvent) -> None:
+    def insert(self, event: AuditEvent, if_absent: bool = False) -> None:
         """INSERT one row as written: the ORM's save() cost 0.4 ms of CPU per /pacs request.
 
         Values go through each field's own get_db_prep_save, so every database
@@ -121,14 +152,37 @@ class AuditEventManager(models.Manager["AuditEvent"]):
         table, pk = quote(self.model._meta.db_table), quote(self.model._meta.pk.column)
         columns = ", ".join(quote(field.column) for field in fields)
         placeholders = ", ".join(["%s"] * len(fields))
-        sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {pk}"  # noqa: S608
+        # A bucketed read whose row another request or worker already wrote adds nothing.
+        conflict = f" ON CONFLICT ({quote('bucket_key')}) DO NOTHING" if if_absent else ""
+        sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}){conflict} RETURNING {pk}"  # noqa: S608
         values = [field.get_db_prep_save(field.pre_save(event, add=True), connection) for field in fields]
         writes = _sqlite_writes if connection.vendor == "sqlite" else contextlib.nullcontext()
         with writes, connection.cursor() as cursor:
             cursor.execute(sql, values)
-            event.pk = cursor.fetchone()[0]
+            row = cursor.fetchone()
+        if row is None:
+            return
+        event.pk = row[0]
         event._state.adding = False
         event._state.db = connection.alias
+
+
+def bucket_key(event: AuditEvent) -> tuple[str, float]:
+    """The key of the read's time bucket, and when that bucket ends (epoch seconds)."""
+    width = settings.AUDIT_BUCKET_SECONDS
+    bucket = int(event.action_time.timestamp() // width)
+    parts = (
+        bucket,
+        event.user_id,
+        event.username,
+        event.credential,
+        event.client_ip,
+        event.patient_id,
+        event.study_uid,
+        event.action,
+    )
+    digest = hashlib.sha256(repr(parts).encode()).hexdigest()
+    return digest, float((bucket + 1) * width)
 
 
 class AuditEvent(models.Model):
@@ -139,6 +193,15 @@ class AuditEvent(models.Model):
         settings.AUTH_USER_MODEL, models.PROTECT, null=True, blank=True, editable=False, related_name="+"
     )
     username = models.CharField("username at the time", max_length=150, blank=True, editable=False)
+    credential = models.CharField(
+        "authenticated by",
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",
+        editable=False,
+        help_text="session, basic, ...",
+    )
     client_ip = models.GenericIPAddressField("client address", null=True, blank=True, editable=False)
     user_agent = models.CharField(max_length=USER_AGENT_LENGTH, blank=True, editable=False)
     action = models.CharField(max_length=20, choices=Action.choices, editable=False)
@@ -153,6 +216,9 @@ class AuditEvent(models.Model):
     patient_id = models.CharField("Patient ID", max_length=64, blank=True, editable=False)
     stored_uids = models.JSONField("stored SOP Instance UIDs", default=list, blank=True, editable=False)
     detail = models.CharField(max_length=1000, blank=True, editable=False)
+    # Set on bucketed reads only: one row per user, credential, address, patient,
+    # study, action and bucket (NULLs never collide).
+    bucket_key = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
 
     objects = AuditEventManager()
 

@@ -7,5 +7,6 @@ from audit import views
 app_name = "audit"
 urlpatterns = [
     path("", views.events, name="events"),
+    path("accesses/", views.accesses, name="accesses"),
     path("export.csv", views.export, name="export"),
 ]

@@ -1,13 +1,17 @@
-"""The audit log for auditors: a filtered list and a streamed CSV export."""
+"""The audit log for auditors: a filtered list, accesses grouped by patient and study,
+and a streamed CSV export of either."""
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
 from datetime import UTC
+from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
+from django.db.models import Count, Max, Min, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -37,6 +41,19 @@ CSV_COLUMNS = [
     ("user_agent", lambda e: e.user_agent),
     ("detail", lambda e: e.detail),
 ]
+READ_ACTIONS = (Action.QUERY, Action.RETRIEVE, Action.ADMIN_READ, Action.STORE, Action.ADMIN_WRITE)
+ACCESS_GROUP = ("patient_id", "study_uid", "username", "credential", "client_ip", "action")
+ACCESS_COLUMNS = [
+    ("patient_id", lambda a: a["patient_id"]),
+    ("study_uid", lambda a: a["study_uid"]),
+    ("username", lambda a: a["username"]),
+    ("credential", lambda a: a["credential"]),
+    ("client_ip", lambda a: a["client_ip"] or ""),
+    ("action", lambda a: a["action"]),
+    ("first_utc", lambda a: a["first"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
+    ("last_utc", lambda a: a["last"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
+    ("rows", lambda a: str(a["rows"])),
+]
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -64,6 +81,45 @@ def events(request: HttpRequest) -> HttpResponse:
     return render(request, "audit/events.html", context, status=status)
 
 
+def accesses_of(events: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
+    """Successful accesses to patient data, one line per patient, study, user, address and action."""
+    return (
+        events.filter(action__in=READ_ACTIONS, success=True)
+        .exclude(patient_id="", study_uid="")
+        .values(*ACCESS_GROUP)
+        .annotate(first=Min("action_time"), last=Max("action_time"), rows=Count("id"))
+        .order_by("patient_id", "study_uid", "-last")
+    )
+
+
+@require_safe
+@never_cache
+@permission_required(READ_AUDIT, raise_exception=True)
+def accesses(request: HttpRequest) -> HttpResponse:
+    """Who opened patient X (or study Y), and when: the auditor's first question, on one screen."""
+    form = AuditFilterForm(request.GET or None)
+    status = 200 if not form.is_bound or form.is_valid() else 400
+    if not form.is_bound:
+        form = AuditFilterForm({})
+        form.is_valid()
+    grouped = (
+        accesses_of(form.filter(AuditEvent.objects.all())) if status == 200 else AuditEvent.objects.none()
+    )
+    AuditEvent.objects.record(
+        Action.AUDIT_VIEW, request=request, status=status, success=status < 400, detail="accesses by patient"
+    )
+    page = Paginator(grouped, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "form": form,
+        "page": page,
+        "query": query.urlencode(),
+        "bucket_minutes": max(1, settings.AUDIT_BUCKET_SECONDS // 60),
+    }
+    return render(request, "audit/accesses.html", context, status=status)
+
+
 class Echo:
     """csv.writer target that hands each row back instead of storing it."""
 
@@ -76,11 +132,11 @@ def spreadsheet_safe(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
-def csv_rows(events: Iterator[AuditEvent]) -> Iterator[str]:
+def csv_rows(events: Iterator[Any], columns: list[tuple[str, Any]] = CSV_COLUMNS) -> Iterator[str]:
     writer = csv.writer(Echo(), lineterminator="\r\n")
-    yield "\ufeff" + writer.writerow([name for name, _ in CSV_COLUMNS])  # BOM: spreadsheets then read UTF-8
+    yield "\ufeff" + writer.writerow([name for name, _ in columns])  # BOM: spreadsheets then read UTF-8
     for event in events:
-        yield writer.writerow([spreadsheet_safe(value(event)) for _, value in CSV_COLUMNS])
+        yield writer.writerow([spreadsheet_safe(value(event)) for _, value in columns])
 
 
 @require_safe
@@ -95,7 +151,10 @@ def export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         Action.AUDIT_EXPORT, request=request, status=200, detail=request.GET.urlencode()
     )
     # iterator(): rows are fetched in chunks (a server-side cursor on PostgreSQL), never all at once.
-    rows = csv_rows(matching.iterator(chunk_size=2000))
+    if request.GET.get("view") == "accesses":
+        rows = csv_rows(accesses_of(matching).iterator(chunk_size=2000), ACCESS_COLUMNS)
+    else:
+        rows = csv_rows(matching.iterator(chunk_size=2000))
     response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'

@@ -11,7 +11,6 @@ import email.parser
 import functools
 import http.client
 import json
-import re
 import secrets
 from collections.abc import Iterable
 from typing import Any
@@ -22,7 +21,6 @@ from django.conf import settings
 # Large socket reads and writes: studies are hundreds of MB, and 16 KB blocks
 # (urllib3's default) cost a Python round trip each.
 BLOCK_SIZE = 1024 * 1024
-UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 STOW_CONTENT_TYPE = 'multipart/related; type="application/dicom"; boundary={boundary}'
 
 
@@ -120,38 +118,16 @@ def request(
     )
 
 
+def json_body(response: urllib3.BaseHTTPResponse) -> Any:
+    """A preloaded response's JSON body; raises ValueError if it is not JSON."""
+    return json.loads(response.data)
+
+
 def get_json(path: str) -> Any:
     response = request("GET", path, headers={"Accept": "application/json"})
     if response.status != 200:
         raise OrthancError(f"GET {path}: HTTP {response.status}")
     return json.loads(response.data)
-
-
-_patients: dict[tuple[str, str], str] = {}
-_PATIENT_CACHE_SIZE = 4096
-
-
-def patient_id_of(study_uid: str) -> str:
-    """The Patient ID of a study, for the audit trail; cached, '' if unknown.
-
-    One QIDO per study a worker has not seen yet; a viewer opening a study makes
-    hundreds of requests for it, which then cost nothing here.
-    """
-    if not UID.fullmatch(study_uid):
-        return ""
-    key = (settings.ORTHANC_URL, study_uid)
-    if key in _patients:
-        return _patients[key]
-    try:
-        found = get_json(f"/dicom-web/studies?StudyInstanceUID={study_uid}&includefield=00100020")
-        patient_id = found[0]["00100020"]["Value"][0] if found else ""
-    except (urllib3.exceptions.HTTPError, OrthancError, KeyError, IndexError, ValueError):
-        return ""
-    if patient_id:
-        if len(_patients) >= _PATIENT_CACHE_SIZE:
-            _patients.clear()
-        _patients[key] = patient_id
-    return patient_id
 
 
 def _value(study: dict[str, Any], tag: str) -> str:

@@ -55,6 +55,8 @@ ORTHANC_DICOM_AET = env_str("ORTHANC_DICOM_AET", "PACSPORTAL")
 ORTHANC_CONNECT_TIMEOUT = env_int("ORTHANC_CONNECT_TIMEOUT", 5, minimum=1)
 ORTHANC_READ_TIMEOUT = env_int("ORTHANC_READ_TIMEOUT", 120, minimum=1)
 ORTHANC_POOL_SIZE = env_int("ORTHANC_POOL_SIZE", 16, minimum=1)
+# Seconds a worker trusts what Orthanc's index said about who owns a UID.
+ORTHANC_LOOKUP_TTL = env_int("ORTHANC_LOOKUP_TTL", 30, minimum=1, maximum=600)
 ORTHANC_DIR = VAR_DIR / "orthanc"
 DEMO_CT_SLICES = env_int("DEMO_CT_SLICES", 300, minimum=1, maximum=2000)
 
@@ -148,6 +150,9 @@ LOGOUT_REDIRECT_URL = "login"
 # Every /pacs and /pacs-admin request is audited. Not an environment variable on
 # purpose: only the benchmark's own settings module turns it off, to measure it.
 AUDIT_PROXY_REQUESTS = True
+# Reads are recorded once per user, credential, address, patient, study and
+# action in each bucket of this many seconds (IHE ATNA's study-level access).
+AUDIT_BUCKET_SECONDS = env_int("AUDIT_BUCKET_SECONDS", 300, minimum=1, maximum=3600)
 
 # Login throttling: after AXES_FAILURE_LIMIT failures for one username from one
 # address, that pair is locked out for AXES_COOLOFF_MINUTES.

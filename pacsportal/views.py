@@ -41,7 +41,18 @@ def recent_studies(request: HttpRequest) -> tuple[list[dict[str, str]], bool]:
         studies = client.recent_studies(RECENT_STUDIES)
     except (client.OrthancError, urllib3.exceptions.HTTPError):
         return [], True
-    AuditEvent.objects.record(Action.QUERY, request=request, status=200, detail="portal home: recent studies")
+    # One row per study listed (bucketed, as every read): "who saw patient X"
+    # must find the home page's list too.
+    for study in studies:
+        AuditEvent.objects.record(
+            Action.QUERY,
+            request=request,
+            credential="session",
+            patient_id=study["patient_id"],
+            study_uid=study["uid"],
+            detail="portal home: recent studies",
+            bucketed=True,
+        )
     return studies, False
 
 

@@ -1,18 +1,23 @@
-"""The two mounts in front of Orthanc: /pacs (DICOMweb, WADO-URI) and /pacs-admin.
+"""The Django doors in front of Orthanc: /pacs (DICOMweb, WADO-URI) and /pacs-admin.
 
-Built on django-revproxy's ProxyView, overriding what it gets wrong for a door
-to patient data: it reads request bodies whole (`request.body`), forwards the
-client's Authorization, Cookie and forwarding headers, re-quotes a decoded path
-without refusing `..`, shares one unbounded pool with no timeouts, copies every
-upstream header (WWW-Authenticate included) and leaks a pool connection when a
-client disconnects mid-download.
+Each request is decided by `proxy.decision.decide`; these views only act on
+the decision: answer the refusal, record the access, stream the request to
+Orthanc and its answer back. Built on django-revproxy's ProxyView (its
+dispatch skeleton and as_view), overriding what it gets wrong for a door to
+patient data: it reads request bodies whole (`request.body`), forwards the
+client's Authorization, Cookie and forwarding headers, re-quotes a decoded
+path without refusing `..`, shares one unbounded pool with no timeouts,
+copies every upstream header (WWW-Authenticate included) and leaks a pool
+connection when a client disconnects mid-download.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import urllib3
@@ -24,17 +29,24 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 from django.shortcuts import redirect
 from revproxy.views import ProxyView
 
-from accounts import roles
-from accounts.authentication import BadCredentials, identify
 from accounts.clientip import client_ip
-from accounts.permissions import has_perm
-from audit.models import Action, AuditEvent
-from orthanc import client as orthanc
-from proxy import errors, origin, paths
+from audit.models import AuditEvent
+from orthanc import client, lookups
+from proxy import errors, rules
+from proxy.decision import Decision, decide
+from proxy.origin import SAFE_METHODS
+from proxy.paths import is_stow, quoted
+from proxy.subjects import Subject
 
 logger = logging.getLogger("proxy")
+# Per-request detail for forensics (who, what path, status, bytes), one JSON
+# line each; the audit trail holds one row per study access instead.
+access_log = logging.getLogger("pacsportal.access")
 STREAM_CHUNK = 1024 * 1024
 MAX_STOW_ANSWER = 16 * 1024 * 1024
+# /pacs-admin bodies up to this size are read whole, to audit what they ask
+# (tools/find queries, modify and anonymize requests); larger ones (uploads) stream.
+ADMIN_BODY_LIMIT = 64 * 1024
 FORWARDED_REQUEST_HEADERS = {
     "HTTP_ACCEPT": "Accept",
     "HTTP_ACCEPT_ENCODING": "Accept-Encoding",
@@ -88,14 +100,21 @@ class ExactBody:
 class UpstreamStream:
     """Orthanc's response body, in chunks; returns or drops the pooled connection when done."""
 
-    def __init__(self, upstream: urllib3.BaseHTTPResponse, already_read: bytes = b"") -> None:
+    def __init__(
+        self, upstream: urllib3.BaseHTTPResponse, already_read: bytes, done: Callable[[int], None]
+    ) -> None:
         self.upstream = upstream
         self.already_read = already_read
+        self.done = done
+        self.sent = 0
 
     def __iter__(self) -> Iterator[bytes]:
         if self.already_read:
+            self.sent += len(self.already_read)
             yield self.already_read
-        yield from self.upstream.stream(STREAM_CHUNK, decode_content=False)
+        for chunk in self.upstream.stream(STREAM_CHUNK, decode_content=False):
+            self.sent += len(chunk)
+            yield chunk
 
     def close(self) -> None:
         # Called by Django when the response ends, read fully or not: an
@@ -103,9 +122,17 @@ class UpstreamStream:
         if not self.upstream.isclosed():
             self.upstream.close()
         self.upstream.release_conn()
+        self.done(self.sent)
 
 
 class OrthancProxyView(ProxyView):
+    """One mount in front of Orthanc.
+
+    csrf_exempt (from ProxyView.as_view) is right here: OHIF and Orthanc
+    Explorer send no CSRF token, and the decision's same-origin rule
+    (`proxy.origin`) refuses unsafe requests another site could have forged.
+    """
+
     mount = ""
 
     @property
@@ -113,91 +140,132 @@ class OrthancProxyView(ProxyView):
         return settings.ORTHANC_URL
 
     def dispatch(self, request: HttpRequest, path: str = "") -> HttpResponseBase:  # type: ignore[override]
-        self.stored_uids: list[str] = []
-        self.requested_path = path  # for classifying the audit row only
-        self.safe_path: str | None = None  # checked: what UIDs are read from
+        self.started = time.monotonic()
         try:
-            response = self.respond(request, path)
+            body, parsed = self.small_body(request)
+            decision = decide(request, self.mount, path, parsed)
+        except IncompleteBody as error:
+            return errors.response(request, 400, str(error))
         except DatabaseError as error:
             logger.error("database unavailable: %s", error)
             return errors.response(request, 503, "the portal's database is not available")
-        return self.audited(request, response)
-
-    def audited(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-        """Record the request; refuse to show patient data that could not be audited."""
-        if not settings.AUDIT_PROXY_REQUESTS:
-            return response
-        identifiers = {}
-        if self.safe_path is not None:
-            identifiers = paths.dicom_identifiers(self.safe_path, request.META.get("QUERY_STRING", ""))
-        if identifiers.get("study_uid") and not identifiers.get("patient_id") and response.status_code < 400:
-            identifiers["patient_id"] = orthanc.patient_id_of(identifiers["study_uid"])
-        try:
-            AuditEvent.objects.record(
-                self.audit_action(request),
-                request=request,
-                status=response.status_code,
-                success=response.status_code < 400,
-                stored_uids=self.stored_uids,
-                **identifiers,
-            )
-        except DatabaseError as error:
-            if response.status_code >= 400:
-                logger.error(
-                    "audit write failed for a refused %s %s: %s", request.method, request.path, error
-                )
-            elif request.method in origin.SAFE_METHODS:
-                logger.error("audit write failed, refusing %s %s: %s", request.method, request.path, error)
-                response.close()
-                return errors.response(request, 503, "the access could not be audited, so it was refused")
-            else:
-                # Orthanc has already applied the write: hiding that would make the
-                # client retry or give up on data that is stored. Say so loudly instead.
-                logger.critical(
-                    "UNAUDITED %s %s by %s: %s", request.method, request.path, request.user, error
-                )
+        if decision.identity.is_authenticated:
+            request.user = decision.identity.user
+        if not decision.allowed:
+            return self.refused(request, decision)
+        if decision.is_read and not self.record_read(request, decision):
+            return errors.response(request, 503, "the access could not be audited, so it was refused")
+        response = self.forward(request, decision, body)
+        if not decision.is_read:
+            response = self.record_write(request, decision, response)
+        if not isinstance(response, StreamingHttpResponse):
+            self.log_access(request, decision, response.status_code, len(getattr(response, "content", b"")))
         return response
 
-    def audit_action(self, request: HttpRequest) -> str:
-        raise NotImplementedError
-
-    def respond(self, request: HttpRequest, path: str) -> HttpResponseBase:
-        # Who first, then the path: the audit trail names who tried a hostile path.
-        session = request.user.is_authenticated
+    def small_body(self, request: HttpRequest) -> tuple[bytes | None, Any]:
+        """A small /pacs-admin body, read whole to audit it, and its JSON (None if it is not)."""
+        if self.mount != rules.PACS_ADMIN or request.method in SAFE_METHODS:
+            return None, None
+        length = content_length(request)
+        if length is None or not 0 < length <= ADMIN_BODY_LIMIT:
+            return None, None
+        data = ExactBody(request, length).read()
         try:
-            user = identify(request).user
-        except BadCredentials as error:
-            return errors.unauthorized(request, str(error))
-        if getattr(request, "axes_locked_out", False):
-            return errors.response(request, 429, "too many failed logins; try again later")
-        if not user.is_authenticated:
-            return self.anonymous(request)
-        request.user = user
+            return data, json.loads(data)
+        except ValueError:
+            return data, None
+
+    def refused(self, request: HttpRequest, decision: Decision) -> HttpResponseBase:
+        response = self.refusal(request, decision)
         try:
-            path = paths.clean(path, request.META.get("RAW_URI"))
-            query = paths.clean_query(request.META.get("QUERY_STRING", ""))
-        except paths.UnsafePath as error:
-            return errors.response(request, 400, str(error))
-        self.safe_path = path
-        refusal = self.authorize(request, path)
-        if refusal is not None:
-            return refusal
-        own_origin = f"{request.scheme}://{request.get_host()}"
-        if origin.is_cross_site(
-            request.method or "",
-            request.META.get("HTTP_SEC_FETCH_SITE"),
-            request.META.get("HTTP_ORIGIN"),
-            own_origin,
-            session,
-        ):
-            return errors.response(request, 403, "cross-site request refused")
-        return self.forward(request, path, query)
+            self.record(request, decision, response.status_code, bucketed=False)
+        except DatabaseError as error:
+            logger.error("audit write failed for a refused %s %s: %s", request.method, request.path, error)
+        self.log_access(request, decision, response.status_code, 0)
+        return response
 
-    def anonymous(self, request: HttpRequest) -> HttpResponseBase:
-        return errors.unauthorized(request, "authentication required")
+    def refusal(self, request: HttpRequest, decision: Decision) -> HttpResponseBase:
+        if decision.status == 401:
+            return errors.unauthorized(request, decision.reason)
+        response = errors.response(request, decision.status, decision.reason)
+        if decision.allow:
+            response["Allow"] = decision.allow
+        return response
 
-    def authorize(self, request: HttpRequest, path: str) -> HttpResponseBase | None:
-        raise NotImplementedError
+    def record(
+        self,
+        request: HttpRequest,
+        decision: Decision,
+        status: int | None,
+        bucketed: bool,
+        subject: Subject | None = None,
+        **extra: Any,
+    ) -> None:
+        if not settings.AUDIT_PROXY_REQUESTS:
+            return
+        subject = subject or decision.subject
+        AuditEvent.objects.record(
+            decision.action,
+            request=request,
+            credential=decision.identity.credential,
+            status=status,
+            success=status is None or status < 400,
+            patient_id=subject.patient_id,
+            study_uid=subject.study_uid,
+            series_uid=subject.series_uid,
+            sop_uid=subject.sop_uid,
+            bucketed=bucketed,
+            **extra,
+        )
+
+    def record_read(self, request: HttpRequest, decision: Decision) -> bool:
+        """Record the access before serving it; False if it could not be recorded."""
+        try:
+            self.record(request, decision, None, bucketed=True, detail="granted; covers this bucket's reads")
+        except DatabaseError as error:
+            logger.error("audit write failed, refusing %s %s: %s", request.method, request.path, error)
+            return False
+        return True
+
+    def record_write(
+        self, request: HttpRequest, decision: Decision, response: HttpResponseBase
+    ) -> HttpResponseBase:
+        stored = getattr(response, "stored_uids", [])
+        subject = getattr(response, "stored_subject", None)
+        detail = getattr(request, "audited_body", "")
+        try:
+            self.record(
+                request,
+                decision,
+                response.status_code,
+                bucketed=False,
+                subject=subject,
+                stored_uids=stored,
+                detail=detail,
+            )
+        except DatabaseError as error:
+            # Orthanc has already applied the write: hiding that would make the
+            # client retry or give up on data that is stored. Say so loudly instead.
+            logger.critical("UNAUDITED %s %s by %s: %s", request.method, request.path, request.user, error)
+        return response
+
+    def log_access(self, request: HttpRequest, decision: Decision, status: int, sent: int) -> None:
+        identity = decision.identity
+        access_log.info(
+            json.dumps(
+                {
+                    "user": identity.user.get_username() if identity.is_authenticated else "",
+                    "credential": decision.identity.credential,
+                    "client": client_ip(request),
+                    "method": request.method,
+                    "path": request.path,
+                    "status": status,
+                    "bytes": sent,
+                    "ms": round((time.monotonic() - self.started) * 1000, 1),
+                    "pid": os.getpid(),
+                }
+            )
+        )
 
     def get_request_headers(self) -> dict[str, str]:
         """An allowlist: the client's credentials, cookies and hop-by-hop or
@@ -208,38 +276,38 @@ class OrthancProxyView(ProxyView):
             for key, name in FORWARDED_REQUEST_HEADERS.items()
             if request.META.get(key)
         }
-        host = request.get_host()
-        # The DICOMweb plugin (1.7) builds RetrieveURL and BulkDataURI as
-        # proto://host + its root: putting the mount into `host` makes them
-        # resolve through the portal.
-        headers["Forwarded"] = f"host={host}/{self.mount};proto={request.scheme}"
+        # The DICOMweb plugin builds RetrieveURL and BulkDataURI as proto://host
+        # + its root: putting the mount into `host` makes them resolve through
+        # the portal. Only `Forwarded`: DICOMweb 1.14+ prefers X-Forwarded-Host,
+        # which cannot carry the mount, and would drop it (FIELD-NOTES).
+        headers["Forwarded"] = f"host={request.get_host()}/{self.mount};proto={request.scheme}"
         headers["X-Forwarded-For"] = client_ip(request) or ""
-        headers["X-Forwarded-Host"] = host
-        headers["X-Forwarded-Proto"] = request.scheme
         return headers
 
-    def forward(self, request: HttpRequest, path: str, query: str) -> HttpResponseBase:
+    def forward(self, request: HttpRequest, decision: Decision, small_body: bytes | None) -> HttpResponseBase:
         self.request = request
         headers = self.get_request_headers()
-        body: ExactBody | None = None
-        if request.method not in origin.SAFE_METHODS:
+        body: ExactBody | bytes | None = None
+        if request.method not in SAFE_METHODS:
             if "HTTP_TRANSFER_ENCODING" in request.META:
                 return errors.response(
                     request, 411, "send a Content-Length; chunked request bodies are not accepted"
                 )
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                return errors.response(request, 400, "malformed Content-Length")
-            if length < 0:
+            length = content_length(request)
+            if length is None:
                 return errors.response(request, 400, "malformed Content-Length")
             headers["Content-Length"] = str(length)
-            body = ExactBody(request, length) if length else None
+            if small_body is not None:
+                body = small_body
+                request.audited_body = small_body.decode("utf-8", "replace")[:1000]  # type: ignore[attr-defined]
+            elif length:
+                body = ExactBody(request, length)
+                request.audited_body = f"body of {length} bytes"  # type: ignore[attr-defined]
             # The STOW answer is read here to audit what was stored: keep it uncompressed.
             headers.pop("Accept-Encoding", None)
-        target = "/" + paths.quoted(path) + (f"?{query}" if query else "")
+        target = "/" + quoted(decision.path) + (f"?{decision.query}" if decision.query else "")
         try:
-            upstream = orthanc.request(
+            upstream = client.request(
                 request.method or "GET",
                 target,
                 body=body,
@@ -256,32 +324,42 @@ class OrthancProxyView(ProxyView):
             upstream.close()
             upstream.release_conn()
             return errors.response(request, 502, "the archive refused the portal's service credential")
-        if request.method == "POST" and upstream.status == 200 and paths.is_stow(path):
-            return self.stow_response(upstream)
-        return self.client_response(upstream)
+        if request.method == "POST" and upstream.status == 200 and is_stow(decision.path):
+            return self.stow_response(request, decision, upstream)
+        return self.client_response(request, decision, upstream)
 
-    def stow_response(self, upstream: urllib3.BaseHTTPResponse) -> HttpResponseBase:
-        """Read the STOW-RS answer to audit which instances were stored.
+    def stow_response(
+        self, request: HttpRequest, decision: Decision, upstream: urllib3.BaseHTTPResponse
+    ) -> HttpResponseBase:
+        """Read the STOW-RS answer to audit which instances were stored, and whose they are.
 
         An answer larger than MAX_STOW_ANSWER is passed on whole, streamed, and
         audited without its UIDs: the client must never get a truncated answer.
         """
         head = upstream.read(MAX_STOW_ANSWER + 1, decode_content=False)
         if len(head) > MAX_STOW_ANSWER:
-            return self.client_response(upstream, already_read=head)
+            return self.client_response(request, decision, upstream, already_read=head)
         upstream.release_conn()
-        self.stored_uids = stored_sop_uids(head)
         response = HttpResponse(
             head, status=upstream.status, content_type=upstream.headers.get("Content-Type")
         )
+        response.stored_uids, study_uid = stow_result(head)  # type: ignore[attr-defined]
+        response.stored_subject = stored_subject(study_uid or decision.subject.study_uid)  # type: ignore[attr-defined]
         response["Cache-Control"] = "no-store, private"
         return response
 
     def client_response(
-        self, upstream: urllib3.BaseHTTPResponse, already_read: bytes = b""
+        self,
+        request: HttpRequest,
+        decision: Decision,
+        upstream: urllib3.BaseHTTPResponse,
+        already_read: bytes = b"",
     ) -> HttpResponseBase:
+        def done(sent: int) -> None:
+            self.log_access(request, decision, upstream.status, sent)
+
         response = StreamingHttpResponse(
-            UpstreamStream(upstream, already_read),
+            UpstreamStream(upstream, already_read, done),
             status=upstream.status,
             content_type=upstream.headers.get("Content-Type", "application/octet-stream"),
         )
@@ -296,63 +374,68 @@ class OrthancProxyView(ProxyView):
         return response
 
 
-def stored_sop_uids(answer: bytes) -> list[str]:
-    """SOP Instance UIDs in a STOW-RS answer's ReferencedSOPSequence (0008,1199)."""
+def content_length(request: HttpRequest) -> int | None:
+    """The request's Content-Length (0 when absent), None when malformed."""
     try:
-        referenced = json.loads(answer)["00081199"]["Value"]
-        return [str(item["00081155"]["Value"][0]) for item in referenced]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return []
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+def stow_result(answer: bytes) -> tuple[list[str], str]:
+    """The SOP Instance UIDs a STOW-RS answer says were stored (0008,1199), and its study."""
+    try:
+        found = json.loads(answer)
+    except ValueError:
+        return [], ""
+    if not isinstance(found, dict):
+        return [], ""
+    try:
+        stored = [str(item["00081155"]["Value"][0]) for item in found["00081199"]["Value"]]
+    except (KeyError, IndexError, TypeError):
+        stored = []
+    try:
+        study_uid = str(found["00081190"]["Value"][0]).rstrip("/").rsplit("/", 1)[-1]
+    except (KeyError, IndexError, TypeError):
+        study_uid = ""
+    return stored, study_uid
+
+
+def stored_subject(study_uid: str) -> Subject:
+    """Whose study was just stored, as Orthanc's index now says."""
+    if not study_uid:
+        return Subject()
+    try:
+        found = lookups.by_uid("studies", study_uid)
+    except lookups.LookupFailed:
+        found = []
+    if len(found) == 1:
+        return Subject(patient_id=found[0].patient_id, study_uid=study_uid)
+    return Subject(study_uid=study_uid)
 
 
 class PacsProxyView(OrthancProxyView):
     """/pacs/: DICOMweb and WADO-URI only; reads for clinicians, STOW for uploaders."""
 
-    mount = "pacs"
-
-    def audit_action(self, request: HttpRequest) -> str:
-        if request.method not in origin.SAFE_METHODS:
-            return Action.STORE
-        if paths.is_qido(self.requested_path):
-            return Action.QUERY
-        return Action.RETRIEVE
-
-    def authorize(self, request: HttpRequest, path: str) -> HttpResponseBase | None:
-        user = request.user
-        if request.method in origin.SAFE_METHODS and paths.is_pacs_read(path):
-            return None if has_perm(user, roles.READ_STUDIES) else errors.forbidden(request)
-        if request.method == "POST" and paths.is_stow(path):
-            return None if has_perm(user, roles.STORE_STUDIES) else errors.forbidden(request)
-        if paths.is_pacs_read(path):
-            allowed = "GET, HEAD, POST" if paths.is_stow(path) else "GET, HEAD"
-            refusal = errors.response(request, 405, f"{request.method} is not allowed here")
-            refusal["Allow"] = allowed
-            return refusal
-        return errors.response(request, 404, "not a DICOMweb or WADO-URI resource")
+    mount = rules.PACS
 
 
 class AdminProxyView(OrthancProxyView):
     """/pacs-admin/: Orthanc Explorer and the whole REST API, for PACS admins."""
 
-    mount = "pacs-admin"
+    mount = rules.PACS_ADMIN
 
-    def audit_action(self, request: HttpRequest) -> str:
-        return Action.ADMIN_READ if request.method in origin.SAFE_METHODS else Action.ADMIN_WRITE
-
-    def anonymous(self, request: HttpRequest) -> HttpResponseBase:
-        if request.method in origin.SAFE_METHODS and errors.wants_html(request):
+    def refusal(self, request: HttpRequest, decision: Decision) -> HttpResponseBase:
+        anonymous = not decision.identity.is_authenticated and decision.status == 401
+        if anonymous and request.method in SAFE_METHODS and errors.wants_html(request):
             return redirect_to_login(request.get_full_path())
-        return super().anonymous(request)
+        return super().refusal(request, decision)
 
-    def authorize(self, request: HttpRequest, path: str) -> HttpResponseBase | None:
-        if not has_perm(request.user, roles.ADMINISTER_PACS):
-            return errors.forbidden(request)
-        return None
-
-    def forward(self, request: HttpRequest, path: str, query: str) -> HttpResponseBase:
-        if not path and request.method in origin.SAFE_METHODS:
+    def forward(self, request: HttpRequest, decision: Decision, small_body: bytes | None) -> HttpResponseBase:
+        if not decision.path and request.method in SAFE_METHODS:
             return redirect("/pacs-admin/app/explorer.html")
-        return super().forward(request, path, query)
+        return super().forward(request, decision, small_body)
 
 
 def as_view(view_class: type[OrthancProxyView]) -> Any:

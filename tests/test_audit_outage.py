@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 import requests
 
@@ -72,8 +73,51 @@ def test_it_refuses_reads_while_the_database_is_down_and_recovers(
             break
         time.sleep(0.5)
     assert statuses == [200, 200]
-    last_two = outage_portal.audit_events()[-2:]
-    assert [(event["action"], event["username"], event["status"]) for event in last_two] == [
-        ("retrieve", "alice", 200),
-        ("retrieve", "alice", 200),
-    ]
+    # The session's read was recorded before the outage (this bucket's row covers it);
+    # the Basic read was refused throughout, so its row is written on recovery.
+    reads = [event for event in outage_portal.audit_events() if event["action"] == "retrieve"]
+    assert {(event["username"], event["credential"]) for event in reads} == {
+        ("alice", "session"),
+        ("alice", "basic"),
+    }
+
+
+def test_it_refuses_a_read_it_cannot_record_while_the_database_is_up(
+    outage_portal: LivePortal, outage_cluster: PostgresCluster
+) -> None:
+    outage_portal.add_user("ursula", "clinician")
+    database = outage_cluster.url("outage_portal").replace("postgres://", "postgresql://")
+    with psycopg.connect(database, autocommit=True) as db:
+        db.execute(REFUSE_INSERTS)
+    try:
+        refused = requests.get(
+            f"{outage_portal.url}{FRAME_PATH}", auth=("ursula", outage_portal.passwords["ursula"]), timeout=30
+        )
+        assert refused.status_code == 503
+        assert refused.json()["error"] == "the access could not be audited, so it was refused"
+        assert b"00080018" not in refused.content and b"DEMO-CT" not in refused.content
+    finally:
+        with psycopg.connect(database, autocommit=True) as db:
+            db.execute("DROP TRIGGER audit_refuse_inserts ON audit_auditevent")
+    served = requests.get(
+        f"{outage_portal.url}{FRAME_PATH}", auth=("ursula", outage_portal.passwords["ursula"]), timeout=30
+    )
+    assert served.status_code == 200
+    (row,) = [event for event in outage_portal.audit_events() if event["username"] == "ursula"]
+    assert (row["action"], row["study_uid"], row["patient_id"]) == (
+        "retrieve",
+        demo.DEMO_CT_STUDY_UID,
+        "DEMO-CT-0001",
+    )
+
+
+# The audit table refuses new rows while everything else (sessions, users) works.
+REFUSE_INSERTS = """
+CREATE OR REPLACE FUNCTION audit_refuse_inserts() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION 'audit table not writable (test)';
+END
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER audit_refuse_inserts BEFORE INSERT ON audit_auditevent
+    FOR EACH ROW EXECUTE FUNCTION audit_refuse_inserts();
+"""

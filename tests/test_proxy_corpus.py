@@ -29,7 +29,6 @@ TRAVERSALS = [
     "/pacs/dicom-web\\..\\..\\system",
     "/pacs/dicom-web/studies/..\\..\\system",
     "/pacs//system",
-    "/pacs/dicom-web//studies",
     "/pacs/./system",
     "/pacs/dicom-web/./studies/../../system",
     "/pacs/dicom-web/studies/%00",

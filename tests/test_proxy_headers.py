@@ -5,11 +5,13 @@ from __future__ import annotations
 import email.parser
 import http.client
 import io
+import runpy
 
 import pytest
 from urllib3.util.response import assert_header_parsing
 
-from orthanc.client import parse_headers_only
+from orthanc.client import install_header_parser, parse_headers_only
+from tests.services import REPO
 
 HEADER_BLOCKS = [
     b'Content-Type: multipart/related; type="application/octet-stream"; boundary=3d6b6a416f9b5\r\n'
@@ -34,5 +36,16 @@ def test_it_parses_the_same_headers_as_the_standard_library(block: bytes) -> Non
     assert_header_parsing(ours)
 
 
-def test_it_is_what_http_client_uses_in_the_portal() -> None:
+def test_it_is_installed_by_gunicorn_workers_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert http.client.parse_headers is not parse_headers_only  # not in manage.py or tests
+    monkeypatch.setattr(http.client, "parse_headers", http.client.parse_headers)
+    hooks = runpy.run_path(str(REPO / "gunicorn.conf.py"))
+    hooks["post_worker_init"](None)
     assert http.client.parse_headers is parse_headers_only
+
+
+def test_it_refuses_to_install_on_a_python_without_its_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http.client, "parse_headers", http.client.parse_headers)
+    monkeypatch.delattr(http.client, "_read_headers")
+    with pytest.raises(RuntimeError, match="_read_headers is gone"):
+        install_header_parser()

@@ -55,8 +55,9 @@ def test_it_sends_orthanc_the_service_credential_and_nothing_of_the_clients(
         assert name not in sent, name
     assert sent["forwarded"] == f"host=127.0.0.1:{recording_portal.port}/pacs;proto=http"
     assert sent["x-forwarded-for"] == "127.0.0.1"
-    assert sent["x-forwarded-host"] == f"127.0.0.1:{recording_portal.port}"
-    assert sent["x-forwarded-proto"] == "http"
+    # DICOMweb 1.14+ would prefer these over Forwarded, and drop the mount from its URLs.
+    assert "x-forwarded-host" not in sent
+    assert "x-forwarded-proto" not in sent
     assert sent["accept"] == "application/dicom+json"
 
 
@@ -94,7 +95,7 @@ def test_it_creates_no_session_for_basic_auth(recording_portal: LivePortal) -> N
 def test_it_answers_504_when_orthanc_is_too_slow(recording_portal: LivePortal) -> None:
     started = time.monotonic()
     response = requests.get(
-        f"{recording_portal.url}/pacs/dicom-web/studies/slow", auth=alice(recording_portal), timeout=30
+        f"{recording_portal.url}/pacs/dicom-web/studies?marker=slow", auth=alice(recording_portal), timeout=30
     )
     assert response.status_code == 504
     assert response.json() == {"error": "the archive did not answer in time", "status": 504}

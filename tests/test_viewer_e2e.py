@@ -46,6 +46,7 @@ def test_it_opens_the_demo_ct_from_the_study_list_and_shows_pixels(
     page, context = clinician_page
     network = NetworkLog()
     network.attach(context.new_cdp_session(page))
+    start = live_portal.last_audit_id()
     try:
         page.goto(f"{live_portal.url}/")
         row = page.get_by_text("CT chest-abdomen (synthetic phantom)").first
@@ -67,6 +68,7 @@ def test_it_opens_the_demo_ct_from_the_study_list_and_shows_pixels(
         assert pacs, "the viewer made no /pacs requests"
         for url in pacs:
             assert network.headers_by_url[url].get("cache-control") == "no-store, private", url
+        assert_a_handful_of_study_rows(live_portal, start, requests_made=len(pacs))
 
         network.reset()
         page.goto(f"{live_portal.url}{VIEWER_URL}")
@@ -80,6 +82,18 @@ def test_it_opens_the_demo_ct_from_the_study_list_and_shows_pixels(
     except Exception:
         print(f"screenshot: {save_screenshot(page, request.node.name)}")
         raise
+
+
+def assert_a_handful_of_study_rows(portal: LivePortal, start: int, requests_made: int) -> None:
+    """Hundreds of /pacs requests, a few rows: one per action and bucket, naming the right patient."""
+    rows = [row for row in portal.audit_events(start) if str(row["path"]).startswith("/pacs/")]
+    study_rows = [row for row in rows if row["study_uid"] == demo.DEMO_CT_STUDY_UID]
+    print(f"{requests_made} /pacs requests seen by the page, {len(rows)} audit rows for them")
+    assert study_rows, rows
+    assert {row["patient_id"] for row in study_rows} == {"DEMO-CT-0001"}
+    keys = [(row["action"], row["study_uid"], row["patient_id"]) for row in rows]
+    assert len(rows) <= 2 * len(set(keys)), keys  # one per action and bucket (two if a bucket ended)
+    assert len(rows) <= 8
 
 
 def test_it_runs_the_viewer_cross_origin_isolated(

@@ -1,0 +1,205 @@
+"""Who owns a UID or an Orthanc id, from Orthanc's own index: the subject of an access.
+
+The audit names what Orthanc serves, never what the client claims, so every
+study, series and instance a request names is looked up here. Answers are
+cached for LOOKUP_TTL seconds in a bounded cache; misses are not cached (a
+study stored a second later must be found). A failed lookup raises
+LookupFailed, and the caller refuses the read (503): nothing is served
+unattributed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from django.conf import settings
+
+from orthanc import client
+
+LEVELS = ("patients", "studies", "series", "instances")
+LOOKUP_TYPES = {"studies": "Study", "series": "Series", "instances": "Instance"}
+MAX_CACHED = 100_000
+LOOKUP_TIMEOUT = urllib3.Timeout(connect=5, read=10)
+
+
+class LookupFailed(Exception):
+    """Orthanc could not be asked (down, slow, or an unexpected answer)."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One resource in Orthanc's index and its ancestors' identifiers."""
+
+    level: str
+    orthanc_id: str
+    parent_id: str = ""
+    patient_id: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    sop_uid: str = ""
+
+
+class TTLCache:
+    """A bounded least-recently-used map whose entries expire."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self.lock:
+            found = self.entries.get(key)
+            if found is None:
+                return None
+            if found[0] < time.monotonic():
+                del self.entries[key]
+                return None
+            self.entries.move_to_end(key)
+            return found[1]
+
+    def put(self, key: Any, value: Any) -> None:
+        with self.lock:
+            self.entries[key] = (time.monotonic() + settings.ORTHANC_LOOKUP_TTL, value)
+            self.entries.move_to_end(key)
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+
+
+_by_id = TTLCache(MAX_CACHED)
+_by_uid = TTLCache(MAX_CACHED)
+
+
+def _get(path: str) -> Any:
+    """Orthanc's JSON for one resource, None if it has no such resource."""
+    try:
+        response = client.request("GET", path, headers={"Accept": "application/json"}, timeout=LOOKUP_TIMEOUT)
+    except urllib3.exceptions.HTTPError as error:
+        raise LookupFailed(f"GET {path}: {error}") from None
+    if response.status == 404:
+        return None
+    if response.status != 200:
+        raise LookupFailed(f"GET {path}: HTTP {response.status}")
+    try:
+        return client.json_body(response)
+    except ValueError:
+        raise LookupFailed(f"GET {path}: not JSON") from None
+
+
+def _tags(found: dict[str, Any], key: str = "MainDicomTags") -> dict[str, str]:
+    tags = found.get(key)
+    return tags if isinstance(tags, dict) else {}
+
+
+def resource(level: str, orthanc_id: str) -> Resource | None:
+    """The resource with this Orthanc id at this level (patients, studies, series, instances)."""
+    key = (settings.ORTHANC_URL, level, orthanc_id)
+    cached = _by_id.get(key)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    found = _get(f"/{level}/{orthanc_id}")
+    if not isinstance(found, dict):
+        return None
+    made = _from_json(level, found)
+    if made is not None:
+        _by_id.put(key, made)
+    return made
+
+
+def _from_json(level: str, found: dict[str, Any]) -> Resource | None:
+    orthanc_id = str(found.get("ID", ""))
+    tags = _tags(found)
+    if level == "patients":
+        return Resource(level, orthanc_id, patient_id=tags.get("PatientID", ""))
+    if level == "studies":
+        return Resource(
+            level,
+            orthanc_id,
+            parent_id=str(found.get("ParentPatient", "")),
+            patient_id=_tags(found, "PatientMainDicomTags").get("PatientID", ""),
+            study_uid=tags.get("StudyInstanceUID", ""),
+        )
+    parent_level = "studies" if level == "series" else "series"
+    parent_key = "ParentStudy" if level == "series" else "ParentSeries"
+    parent = resource(parent_level, str(found.get(parent_key, "")))
+    if parent is None:
+        return None  # deleted between the two lookups: treat as absent
+    return Resource(
+        level,
+        orthanc_id,
+        parent_id=parent.orthanc_id,
+        patient_id=parent.patient_id,
+        study_uid=parent.study_uid,
+        series_uid=tags.get("SeriesInstanceUID", "") if level == "series" else parent.series_uid,
+        sop_uid=tags.get("SOPInstanceUID", "") if level == "instances" else "",
+    )
+
+
+def by_uid(level: str, uid: str) -> list[Resource]:
+    """Every resource at this level whose DICOM UID is `uid` (more than one if the
+    same UID was stored under several patients)."""
+    key = (settings.ORTHANC_URL, level, uid)
+    cached = _by_uid.get(key)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    try:
+        response = client.request(
+            "POST", "/tools/lookup", body=uid.encode(), headers={"Accept": "application/json"}
+        )
+    except urllib3.exceptions.HTTPError as error:
+        raise LookupFailed(f"lookup of {uid}: {error}") from None
+    if response.status != 200:
+        raise LookupFailed(f"lookup of {uid}: HTTP {response.status}")
+    try:
+        matches = client.json_body(response)
+    except ValueError:
+        raise LookupFailed(f"lookup of {uid}: not JSON") from None
+    wanted = LOOKUP_TYPES[level]
+    found = [
+        made
+        for match in matches
+        if isinstance(match, dict) and match.get("Type") == wanted
+        for made in [resource(level, str(match.get("ID", "")))]
+        if made is not None
+    ]
+    if found:
+        _by_uid.put(key, found)
+    if level == "series":
+        for series in found:
+            _prime_instances(series)
+    return found
+
+
+def _prime_instances(series: Resource) -> None:
+    """Cache every instance of a series in one request: a viewer asks for each in turn."""
+    try:
+        instances = _get(f"/series/{series.orthanc_id}/instances")
+    except LookupFailed:
+        return  # each instance is then looked up on its own
+    for found in instances or []:
+        if not isinstance(found, dict) or found.get("ParentSeries") != series.orthanc_id:
+            continue
+        made = Resource(
+            "instances",
+            str(found.get("ID", "")),
+            parent_id=series.orthanc_id,
+            patient_id=series.patient_id,
+            study_uid=series.study_uid,
+            series_uid=series.series_uid,
+            sop_uid=_tags(found).get("SOPInstanceUID", ""),
+        )
+        _by_id.put((settings.ORTHANC_URL, "instances", made.orthanc_id), made)
+
+
+def clear() -> None:
+    _by_id.clear()
+    _by_uid.clear()

@@ -22,7 +22,9 @@ from pathlib import Path
 
 from whitenoise.compress import Compressor
 
-from pacsportal.localenv import BASE_DIR
+# The checkout this module lives in (the default cache sits in its var/).
+REPOSITORY = Path(__file__).resolve().parent.parent
+
 
 # The pin, shared with the Dockerfile: package, version, and npm's dist.integrity
 # for the release (the tarball must match it byte for byte).
@@ -44,7 +46,7 @@ class BundleError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("OHIF_CACHE_DIR") or BASE_DIR / "var" / "ohif").resolve()
+    return Path(os.environ.get("OHIF_CACHE_DIR") or REPOSITORY / "var" / "ohif").resolve()
 
 
 def dist_dir() -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import urllib3
@@ -50,3 +51,33 @@ def upstream_failure(request: HttpRequest, error: urllib3.exceptions.HTTPError) 
         return response(request, 504, "the archive did not answer in time")
     logger.error("Orthanc unreachable: %s", error)
     return response(request, 502, "the archive is not reachable")
+
+
+# Orthanc's statuses that tell the client something; anything else from Orthanc is a 502.
+MEANINGFUL = {400, 403, 404, 405, 409, 413, 415}
+ORTHANC_ERROR_LIMIT = 64 * 1024
+
+
+def from_orthanc(request: HttpRequest, upstream: urllib3.BaseHTTPResponse) -> HttpResponse:
+    """Orthanc's error as the portal's own short answer: its status where meaningful, its
+    one-line message, none of its internal fields (OrthancError, Details, Uri...)."""
+    try:
+        body = upstream.read(ORTHANC_ERROR_LIMIT, decode_content=True)
+    except urllib3.exceptions.HTTPError:
+        body = b""
+    finally:
+        upstream.close()
+        upstream.release_conn()
+    status = upstream.status if upstream.status in MEANINGFUL else 502
+    message = {404: "not found in the archive", 409: "conflicts with what the archive holds"}.get(
+        status, "the archive refused the request" if status < 500 else "the archive failed to answer"
+    )
+    try:
+        said = json.loads(body).get("Message", "")
+    except (ValueError, AttributeError):
+        said = ""
+    if isinstance(said, str) and said.isprintable() and 0 < len(said) <= 200 and status != 502:
+        message = f"{message}: {said}"
+    if status == 502:
+        logger.error("Orthanc answered %s: %r", upstream.status, body[:500])
+    return response(request, status, message)

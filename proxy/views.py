@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import urllib3
@@ -32,8 +33,8 @@ from revproxy.views import ProxyView
 from accounts.clientip import client_ip
 from audit.models import AuditEvent
 from orthanc import client, lookups
-from proxy import errors, rules
-from proxy.decision import Decision, decide
+from proxy import errors, rules, stow
+from proxy.decision import Decision, decide, refuse
 from proxy.origin import SAFE_METHODS
 from proxy.paths import is_stow, quoted
 from proxy.subjects import Subject
@@ -46,7 +47,11 @@ STREAM_CHUNK = 1024 * 1024
 MAX_STOW_ANSWER = 16 * 1024 * 1024
 # /pacs-admin bodies up to this size are read whole, to audit what they ask
 # (tools/find queries, modify and anonymize requests); larger ones (uploads) stream.
-ADMIN_BODY_LIMIT = 64 * 1024
+ADMIN_BODY_LIMIT = 1024 * 1024
+# Orthanc's JSON parser recurses: a kilobyte of nesting crashed 1.10. Real bodies nest under 6.
+MAX_JSON_DEPTH = 32
+# Refused bodies up to this size are read and dropped; past it gunicorn closes the connection.
+DRAIN_LIMIT = 16 * 1024 * 1024
 FORWARDED_REQUEST_HEADERS = {
     "HTTP_ACCEPT": "Accept",
     "HTTP_ACCEPT_ENCODING": "Accept-Encoding",
@@ -97,6 +102,66 @@ class ExactBody:
         return data
 
 
+class PrefixedBody:
+    """A body whose first bytes were already read (to look at them), then the rest."""
+
+    def __init__(self, start: bytes, rest: ExactBody) -> None:
+        self.start, self.rest = start, rest
+
+    def read(self, size: int = -1) -> bytes:
+        if self.start:
+            start, self.start = self.start, b""
+            return start
+        return self.rest.read(size)
+
+
+@dataclass
+class AdminBody:
+    data: bytes | PrefixedBody
+    parsed: Any = None
+    problem: tuple[int, str] | None = None
+
+
+def looks_like_json(data: bytes) -> bool:
+    return data.lstrip()[:1] in (b"{", b"[")
+
+
+def json_depth(data: bytes) -> int:
+    """How deep JSON arrays and objects nest, counted without parsing (no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def drain(request: HttpRequest) -> None:
+    """Read what is left of a refused request's body (up to DRAIN_LIMIT), so a client that
+    retries on the same connection after a 401 challenge (httplib2, any Basic client) can."""
+    drained = 0
+    while drained <= DRAIN_LIMIT:
+        try:
+            chunk = request.read(STREAM_CHUNK)
+        except OSError:
+            return
+        if not chunk:
+            return
+        drained += len(chunk)
+
+
 class UpstreamStream:
     """Orthanc's response body, in chunks; returns or drops the pooled connection when done."""
 
@@ -141,9 +206,15 @@ class OrthancProxyView(ProxyView):
 
     def dispatch(self, request: HttpRequest, path: str = "") -> HttpResponseBase:  # type: ignore[override]
         self.started = time.monotonic()
+        response = self.answer(request, path)
+        if request.method not in SAFE_METHODS and response.status_code >= 400:
+            drain(request)
+        return response
+
+    def answer(self, request: HttpRequest, path: str) -> HttpResponseBase:
         try:
-            body, parsed = self.small_body(request)
-            decision = decide(request, self.mount, path, parsed)
+            body = self.admin_body(request)
+            decision = decide(request, self.mount, path, body.parsed if body else None)
         except IncompleteBody as error:
             return errors.response(request, 400, str(error))
         except DatabaseError as error:
@@ -151,6 +222,8 @@ class OrthancProxyView(ProxyView):
             return errors.response(request, 503, "the portal's database is not available")
         if decision.identity.is_authenticated:
             request.user = decision.identity.user
+        if decision.allowed and body is not None and body.problem:
+            decision = refuse(decision, body.problem[0], body.problem[1])
         if not decision.allowed:
             return self.refused(request, decision)
         if decision.is_read and not self.record_read(request, decision):
@@ -162,18 +235,32 @@ class OrthancProxyView(ProxyView):
             self.log_access(request, decision, response.status_code, len(getattr(response, "content", b"")))
         return response
 
-    def small_body(self, request: HttpRequest) -> tuple[bytes | None, Any]:
-        """A small /pacs-admin body, read whole to audit it, and its JSON (None if it is not)."""
+    def admin_body(self, request: HttpRequest) -> AdminBody | None:
+        """A /pacs-admin request body: small ones read whole (to audit what they ask, and
+        to check JSON before Orthanc's recursive parser sees it), large ones streamed."""
         if self.mount != rules.PACS_ADMIN or request.method in SAFE_METHODS:
-            return None, None
+            return None
         length = content_length(request)
-        if length is None or not 0 < length <= ADMIN_BODY_LIMIT:
-            return None, None
+        if length is None or length == 0 or "HTTP_TRANSFER_ENCODING" in request.META:
+            return None
+        if length > ADMIN_BODY_LIMIT:
+            start = ExactBody(request, length).read(16)
+            body = AdminBody(PrefixedBody(start, ExactBody(request, length - len(start))))
+            if looks_like_json(start):
+                body.problem = (413, f"JSON bodies to /pacs-admin are limited to {ADMIN_BODY_LIMIT} bytes")
+            return body
         data = ExactBody(request, length).read()
-        try:
-            return data, json.loads(data)
-        except ValueError:
-            return data, None
+        body = AdminBody(data)
+        if looks_like_json(data):
+            depth = json_depth(data)
+            if depth > MAX_JSON_DEPTH:
+                body.problem = (400, f"JSON nests {depth} levels deep (at most {MAX_JSON_DEPTH})")
+                return body
+            try:
+                body.parsed = json.loads(data)
+            except ValueError:
+                body.problem = (400, "the body looks like JSON but is not valid JSON")
+        return body
 
     def refused(self, request: HttpRequest, decision: Decision) -> HttpResponseBase:
         response = self.refusal(request, decision)
@@ -284,10 +371,12 @@ class OrthancProxyView(ProxyView):
         headers["X-Forwarded-For"] = client_ip(request) or ""
         return headers
 
-    def forward(self, request: HttpRequest, decision: Decision, small_body: bytes | None) -> HttpResponseBase:
+    def forward(
+        self, request: HttpRequest, decision: Decision, admin_body: AdminBody | None
+    ) -> HttpResponseBase:
         self.request = request
-        headers = self.get_request_headers()
-        body: ExactBody | bytes | None = None
+        headers: dict[str, str] = {}
+        body: Any = None
         if request.method not in SAFE_METHODS:
             if "HTTP_TRANSFER_ENCODING" in request.META:
                 return errors.response(
@@ -297,13 +386,26 @@ class OrthancProxyView(ProxyView):
             if length is None:
                 return errors.response(request, 400, "malformed Content-Length")
             headers["Content-Length"] = str(length)
-            if small_body is not None:
-                body = small_body
-                request.audited_body = small_body.decode("utf-8", "replace")[:1000]  # type: ignore[attr-defined]
+            # The STOW answer is read here to audit what was stored: keep it uncompressed.
+            headers.pop("Accept-Encoding", None)
+            if is_stow(decision.path) and request.method == "POST":
+                return self.stow(request, decision, length)
+            if admin_body is not None and isinstance(admin_body.data, bytes):
+                body = admin_body.data
+                request.audited_body = body.decode("utf-8", "replace")[:1000]  # type: ignore[attr-defined]
+            elif admin_body is not None:
+                body = admin_body.data
+                request.audited_body = f"body of {length} bytes"  # type: ignore[attr-defined]
             elif length:
                 body = ExactBody(request, length)
                 request.audited_body = f"body of {length} bytes"  # type: ignore[attr-defined]
-            # The STOW answer is read here to audit what was stored: keep it uncompressed.
+        return self.send(request, decision, body, headers)
+
+    def send(
+        self, request: HttpRequest, decision: Decision, body: Any, extra_headers: dict[str, str]
+    ) -> HttpResponseBase:
+        headers = {**self.get_request_headers(), **extra_headers}
+        if request.method not in SAFE_METHODS:
             headers.pop("Accept-Encoding", None)
         target = "/" + quoted(decision.path) + (f"?{decision.query}" if decision.query else "")
         try:
@@ -324,9 +426,59 @@ class OrthancProxyView(ProxyView):
             upstream.close()
             upstream.release_conn()
             return errors.response(request, 502, "the archive refused the portal's service credential")
+        if upstream.status >= 400:
+            return errors.from_orthanc(request, upstream)
         if request.method == "POST" and upstream.status == 200 and is_stow(decision.path):
             return self.stow_response(request, decision, upstream)
         return self.client_response(request, decision, upstream)
+
+    def stow(self, request: HttpRequest, decision: Decision, length: int) -> HttpResponseBase:
+        """Check each part, audit each refused one, and store only those that passed."""
+        try:
+            boundary = stow.boundary_of(request.META.get("CONTENT_TYPE", ""))
+        except stow.BadBody as error:
+            return errors.response(request, 415, str(error))
+        try:
+            checked = stow.check_all(
+                stow.split(ExactBody(request, length), boundary), decision.subject.study_uid
+            )
+        except (stow.BadBody, IncompleteBody) as error:
+            return errors.response(request, 400, f"the STOW-RS body cannot be read: {error}")
+        except lookups.LookupFailed:
+            return errors.response(request, 503, "the archive could not be asked who owns these UIDs")
+        try:
+            self.record_refused_parts(request, decision, checked.refused)
+            if not checked.passed:
+                status = 409 if any(part.conflict for part in checked.refused) else 400
+                return stow_answer(status, checked.refused, {})
+            body = stow.PartsBody(checked.passed, boundary)
+            response = self.send(
+                request,
+                decision,
+                body,
+                {"Content-Length": str(body.length), "Content-Type": body.content_type},
+            )
+            if checked.refused and isinstance(response, HttpResponse) and response.status_code == 200:
+                return merged_stow_answer(response, checked.refused)
+            return response
+        finally:
+            checked.close()
+
+    def record_refused_parts(
+        self, request: HttpRequest, decision: Decision, refused: list[stow.Part]
+    ) -> None:
+        for part in refused:
+            try:
+                self.record(
+                    request,
+                    decision,
+                    409 if part.conflict else 400,
+                    bucketed=False,
+                    subject=Subject(part.patient_id, part.study_uid, part.series_uid, part.sop_uid),
+                    detail=f"STOW part refused: {part.refusal}",
+                )
+            except DatabaseError as error:
+                logger.error("audit write failed for a refused STOW part: %s", error)
 
     def stow_response(
         self, request: HttpRequest, decision: Decision, upstream: urllib3.BaseHTTPResponse
@@ -402,6 +554,26 @@ def stow_result(answer: bytes) -> tuple[list[str], str]:
     return stored, study_uid
 
 
+def stow_answer(status: int, refused: list[stow.Part], answer: dict[str, Any]) -> HttpResponse:
+    failed = answer.setdefault("00081198", {"vr": "SQ", "Value": []})
+    failed.setdefault("Value", []).extend(stow.failed_item(part) for part in refused)
+    response = HttpResponse(json.dumps(answer), status=status, content_type="application/dicom+json")
+    response["Cache-Control"] = "no-store, private"
+    return response
+
+
+def merged_stow_answer(stored: HttpResponse, refused: list[stow.Part]) -> HttpResponse:
+    """Orthanc's answer with the portal's refusals added: 202, as STOW-RS says for partial success."""
+    try:
+        answer = json.loads(stored.content)
+    except ValueError:
+        answer = {}
+    merged = stow_answer(202, refused, answer if isinstance(answer, dict) else {})
+    merged.stored_uids = getattr(stored, "stored_uids", [])  # type: ignore[attr-defined]
+    merged.stored_subject = getattr(stored, "stored_subject", None)  # type: ignore[attr-defined]
+    return merged
+
+
 def stored_subject(study_uid: str) -> Subject:
     """Whose study was just stored, as Orthanc's index now says."""
     if not study_uid:
@@ -432,10 +604,12 @@ class AdminProxyView(OrthancProxyView):
             return redirect_to_login(request.get_full_path())
         return super().refusal(request, decision)
 
-    def forward(self, request: HttpRequest, decision: Decision, small_body: bytes | None) -> HttpResponseBase:
+    def forward(
+        self, request: HttpRequest, decision: Decision, admin_body: AdminBody | None
+    ) -> HttpResponseBase:
         if not decision.path and request.method in SAFE_METHODS:
             return redirect("/pacs-admin/app/explorer.html")
-        return super().forward(request, decision, small_body)
+        return super().forward(request, decision, admin_body)
 
 
 def as_view(view_class: type[OrthancProxyView]) -> Any:

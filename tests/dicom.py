@@ -13,14 +13,19 @@ from pydicom.uid import generate_uid
 from orthanc import demo
 
 
-def unique_ct_instance(study_uid: str | None = None, label: str = "test") -> tuple[bytes, str, str]:
-    """One small CT instance (from pydicom's CT_small) with fresh UIDs: (bytes, study UID, SOP UID)."""
+def unique_ct_instance(
+    study_uid: str | None = None, label: str = "test", patient_id: str | None = None
+) -> tuple[bytes, str, str]:
+    """One small CT instance (from pydicom's CT_small) with fresh UIDs: (bytes, study UID, SOP UID).
+
+    A new Patient ID each time unless given: pass the same one for instances of one study.
+    """
     ds = pydicom.dcmread(demo.sample_paths()[0])
     ds.StudyInstanceUID = study_uid or generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.SOPInstanceUID = generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.PatientID = f"TEST-{label}-{secrets.token_hex(4)}"
+    ds.PatientID = patient_id or f"TEST-{label}-{secrets.token_hex(4)}"
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue(), ds.StudyInstanceUID, ds.SOPInstanceUID

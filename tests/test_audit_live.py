@@ -67,8 +67,8 @@ def test_it_records_an_ohif_style_reading_session(live_portal: LivePortal, ortha
 
 def test_it_records_the_uids_a_stow_stored(live_portal: LivePortal) -> None:
     start = live_portal.last_audit_id()
-    first, study_uid, sop_one = unique_ct_instance(label="audit-stow")
-    second, _, sop_two = unique_ct_instance(study_uid=study_uid, label="audit-stow")
+    first, study_uid, sop_one = unique_ct_instance(label="audit-stow", patient_id="AUDIT-STOW")
+    second, _, sop_two = unique_ct_instance(study_uid=study_uid, patient_id="AUDIT-STOW")
     body, content_type = stow_body([first, second])
     response = requests.post(
         f"{live_portal.url}/pacs/dicom-web/studies",
@@ -81,6 +81,7 @@ def test_it_records_the_uids_a_stow_stored(live_portal: LivePortal) -> None:
     (event,) = live_portal.audit_events(start)
     assert event["action"] == "store"
     assert event["username"] == "bob"
+    assert (event["patient_id"], event["study_uid"]) == ("AUDIT-STOW", study_uid)
     stored = event["stored_uids"]
     assert sorted(json.loads(stored) if isinstance(stored, str) else stored) == sorted([sop_one, sop_two])
 

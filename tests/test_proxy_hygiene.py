@@ -128,9 +128,10 @@ def test_it_answers_502_when_orthanc_is_down_and_recovers(
 def test_it_refuses_cross_site_writes_under_a_session(
     recording_portal: LivePortal, recorder: Recorder
 ) -> None:
-    session = recording_portal.login("bob")
-    url = f"{recording_portal.url}/pacs/dicom-web/studies"
-    headers = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=x'}
+    # A write that reaches the stand-in Orthanc as sent (a STOW body would be checked first).
+    session = recording_portal.login("carol")
+    url = f"{recording_portal.url}/pacs-admin/instances"
+    headers = {"Content-Type": "application/dicom"}
     before = len(recorder.requests)
     cross_site = session.post(
         url, data=b"--x--", headers={**headers, "Sec-Fetch-Site": "cross-site"}, timeout=30

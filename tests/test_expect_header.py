@@ -116,7 +116,12 @@ def test_gunicorn_refuses_to_start_when_the_patched_method_is_gone(tmp_path: Pat
     result = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", str(tmp_path / "conf.py"), "app:application"],
         cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{tmp_path}:{REPO}", "PORT": str(free_port())},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": f"{tmp_path}:{REPO}",
+            "PORT": str(free_port()),
+            "WEB_WORKERS": "1",
+        },
         capture_output=True,
         text=True,
         timeout=60,

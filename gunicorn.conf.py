@@ -38,3 +38,9 @@ def post_worker_init(worker: Any) -> None:
     from orthanc.client import install_header_parser
 
     install_header_parser()
+
+    # In the workers that parse requests, before the first one: an empty
+    # Expect header gets gunicorn's 417 otherwise (pacsportal/gunicorn_expect.py).
+    from pacsportal import gunicorn_expect
+
+    gunicorn_expect.install()

@@ -54,7 +54,14 @@ ACCESS_COLUMNS = [
     ("last_utc", lambda a: a["last"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
     ("rows", lambda a: str(a["rows"])),
 ]
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A cell starting with one of these can run as a formula (OWASP's CSV-injection
+# list), after any leading spaces, in any spreadsheet: `"` too, as a quoted cell
+# is read as typed, and `'`, the escape itself, so that every `'` at a cell's
+# start is one spreadsheet_safe added.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", '"', "'")
+# A spreadsheet may split cells at any of these, whatever the file's own comma says.
+CELL_SEPARATORS = ",;\t\r\n"
+SEPARATORS_AS_COMMA = str.maketrans({separator: "," for separator in CELL_SEPARATORS})
 
 
 @require_safe
@@ -128,8 +135,24 @@ class Echo:
 
 
 def spreadsheet_safe(value: str) -> str:
-    # A cell starting with = + - @ runs as a formula in spreadsheets (CSV injection).
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
+    """The value with a `'` before every place a spreadsheet could start a formula cell.
+
+    A spreadsheet whose locale separates on `;` or tab reads `x;=1+1` as two
+    cells, the second a formula, quotes or not. So the value is cut at every
+    `,` `;` tab, CR and LF, and each piece that could open a formula gets a `'`
+    in front (the spreadsheets' "this is text" mark). Reversible: read the
+    file as comma-separated CSV, then in each cell delete the `'` at its start
+    and every `'` right after `,` `;` tab, CR or LF; in Python,
+    `re.sub(r"(\\A|[,;\\t\\r\\n])'", r"\\1", cell)`.
+    """
+    if "," not in value and ";" not in value and value.isprintable():  # tab, CR, LF are not printable
+        return "'" + value if value.lstrip(" ").startswith(FORMULA_STARTS) else value
+    defused, start = [], 0
+    for piece in value.translate(SEPARATORS_AS_COMMA).split(","):
+        cell = value[start : start + len(piece) + 1]  # the piece as written, with the separator after it
+        defused.append("'" + cell if cell.lstrip(" ").startswith(FORMULA_STARTS) else cell)
+        start += len(piece) + 1
+    return "".join(defused)
 
 
 def csv_rows(events: Iterator[Any], columns: list[tuple[str, Any]] = CSV_COLUMNS) -> Iterator[str]:

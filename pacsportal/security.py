@@ -1,11 +1,15 @@
 """Content-Security-Policy and session idle timeout.
 
 Django 5.2 has no CSP support; the policy is one header. Views that need a
-different policy (the OHIF page) set their own and this middleware leaves it.
+different policy (the OHIF page) set their own and this middleware leaves it;
+Orthanc Explorer under /pacs-admin/ gets the portal's policy plus the one
+inline event handler it needs.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from collections.abc import Callable
 
@@ -28,6 +32,18 @@ PORTAL_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
+# Orthanc Explorer's explorer.html (Orthanc 1.10.1 here, the same in later
+# sources) runs all its code from files but for one attribute, the upload
+# button's onclick. 'unsafe-hashes' with that
+# text's hash lets exactly this handler run (hashes never cover event handlers
+# without it); in script-src-attr, not script-src, so the hash cannot also
+# allow an inline <script> of the same text. Everything else Explorer loads
+# (scripts, styles, icons, previews, REST calls) is same-origin and within
+# the portal's policy, as measured in Chromium (tests/test_proxy_explorer.py).
+EXPLORER_UPLOAD_HANDLER = "$('#fileupload').click()"
+EXPLORER_HANDLER_HASH = base64.b64encode(hashlib.sha256(EXPLORER_UPLOAD_HANDLER.encode()).digest()).decode()
+PACS_ADMIN_POLICY = f"{PORTAL_POLICY}; script-src-attr 'unsafe-hashes' 'sha256-{EXPLORER_HANDLER_HASH}'"
+PACS_ADMIN_PREFIX = "/pacs-admin/"
 LAST_SEEN = "portal_last_seen"
 
 
@@ -38,7 +54,8 @@ class ContentSecurityPolicyMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
         if "Content-Security-Policy" not in response:
-            response["Content-Security-Policy"] = PORTAL_POLICY
+            admin = request.path.startswith(PACS_ADMIN_PREFIX)
+            response["Content-Security-Policy"] = PACS_ADMIN_POLICY if admin else PORTAL_POLICY
         return response
 
 

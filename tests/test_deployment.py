@@ -85,3 +85,43 @@ def test_it_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
     result = run_manage(env, "check", "--deploy")
     assert result.returncode != 0
     assert "missing required setting(s): SECRET_KEY" in result.stderr
+
+
+def database_settings(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    code = "from django.conf import settings; print(settings.DATABASES['default']['PASSWORD'])"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DJANGO_SETTINGS_MODULE": "pacsportal.settings",
+            "DEBUG": "true",
+            "PORTAL_VAR_DIR": str(tmp_path),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_it_takes_the_database_password_from_a_file_as_written(tmp_path: Path) -> None:
+    password = "ab/cd+ef/gh=="  # base64 with `/`: it would break a URL
+    (tmp_path / "db_password").write_text(password + "\n")
+    result = database_settings(
+        {
+            "DATABASE_URL": "postgres://portal@db:5432/portal",
+            "DATABASE_PASSWORD_FILE": str(tmp_path / "db_password"),
+        },
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == password
+
+
+def test_it_refuses_a_database_password_in_two_places(tmp_path: Path) -> None:
+    result = database_settings(
+        {"DATABASE_URL": "postgres://portal:one@db:5432/portal", "DATABASE_PASSWORD": "two"}, tmp_path
+    )
+    assert result.returncode != 0
+    assert "in DATABASE_URL or DATABASE_PASSWORD, not both" in result.stderr

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import http.server
 import re
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from django.http.request import validate_host
 
-from tests.services import REPO
+from tests.services import REPO, free_port
 
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY|REGISTERED_USERS|DATABASE_URL")
 SUBSTITUTION = re.compile(r"\$\{[A-Z_]+(?::?[-?][^}]*)?\}")
@@ -125,3 +130,48 @@ def test_it_refuses_a_database_password_in_two_places(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "in DATABASE_URL or DATABASE_PASSWORD, not both" in result.stderr
+
+
+def run_python(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+class HostRecorder(http.server.BaseHTTPRequestHandler):
+    hosts: list[str] = []
+
+    def do_GET(self) -> None:
+        self.hosts.append(self.headers["Host"])
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def host_recorder() -> Iterator[tuple[int, list[str]]]:
+    server = http.server.HTTPServer(("127.0.0.1", free_port()), HostRecorder)
+    HostRecorder.hosts = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], HostRecorder.hosts
+    server.shutdown()
+
+
+@pytest.mark.parametrize("allowed", [".hospital.example", "pacs.hospital.example,.example.org", "*"])
+def test_the_health_check_asks_as_a_host_django_allows(
+    host_recorder: tuple[int, list[str]], allowed: str
+) -> None:
+    port, hosts = host_recorder
+    env = {"ALLOWED_HOSTS": allowed, "PORT": str(port)}
+    result = run_python(env, "deploy/healthcheck.py")
+    assert result.returncode == 0, result.stderr
+    (host,) = hosts
+    assert validate_host(host, allowed.split(",")), f"Host: {host} is refused with ALLOWED_HOSTS={allowed}"

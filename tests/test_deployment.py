@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import http.server
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -15,10 +17,19 @@ import pytest
 import yaml
 from django.http.request import validate_host
 
+from tests.compose import build_context, shell_blocks
 from tests.services import REPO, free_port
 
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY|REGISTERED_USERS|DATABASE_URL")
 SUBSTITUTION = re.compile(r"\$\{[A-Z_]+(?::?[-?][^}]*)?\}")
+# Node.js release lines and their end of life (nodejs.org/about/previous-releases).
+NODE_END_OF_LIFE = {
+    18: datetime.date(2025, 4, 30),
+    20: datetime.date(2026, 4, 30),
+    22: datetime.date(2027, 4, 30),
+    24: datetime.date(2028, 4, 30),
+    26: datetime.date(2029, 4, 30),
+}
 
 
 def compose(name: str = "compose.yaml") -> dict[str, Any]:
@@ -175,3 +186,49 @@ def test_the_health_check_asks_as_a_host_django_allows(
     assert result.returncode == 0, result.stderr
     (host,) = hosts
     assert validate_host(host, allowed.split(",")), f"Host: {host} is refused with ALLOWED_HOSTS={allowed}"
+
+
+def test_it_builds_with_a_node_release_that_is_still_maintained() -> None:
+    (major,) = re.findall(r"^FROM node:(\d+)\b", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    end_of_life = NODE_END_OF_LIFE.get(int(major))
+    assert end_of_life, f"node {major} is not an LTS line this test knows: add it with its end of life"
+    assert end_of_life > datetime.date.today() + datetime.timedelta(days=90), (
+        f"node {major} ends {end_of_life}"
+    )
+    assert int(major) % 2 == 0, "odd Node.js releases never become LTS"
+
+
+def test_it_leaves_data_and_secrets_out_of_the_image(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    shutil.copytree(REPO, checkout, symlinks=True, ignore=shutil.ignore_patterns(".venv", "var", ".git"))
+    strays = [
+        "portal.dump",
+        "orthanc.dump",
+        "orthanc-storage.tgz",
+        "backups/2025-01-31/portal.dump",
+        "secrets/secret_key",
+        "certs/key.pem",
+        ".env",
+        "var/portal.sqlite3",
+        "var/orthanc/storage/00/00/0000",
+        "pacsportal/__pycache__/settings.cpython-311.pyc",
+    ]
+    for stray in strays:
+        (checkout / stray).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / stray).write_text("patient data or a secret\n")
+    context = set(build_context(checkout))
+    assert context.isdisjoint(strays), sorted(context & set(strays))
+    # ...and everything the image runs, down to the viewer's pin and the templates.
+    needed = ["manage.py", "gunicorn.conf.py", "requirements.txt", "viewer/ohif.json", "deploy/entrypoint.sh"]
+    needed += ["deploy/healthcheck.py", "pacsportal/settings.py", "templates/home.html", "audit/models.py"]
+    assert set(needed) <= context, sorted(set(needed) - context)
+
+
+def test_the_backups_are_written_outside_the_checkout() -> None:
+    for block in shell_blocks("Backup and restore"):
+        assignments = re.findall(r"^BACKUP_DIR=(\S+)", block, re.MULTILINE)
+        assert [path[:1] for path in assignments] == ["/"], f"no absolute BACKUP_DIR in:\n{block}"
+        for target in re.findall(r"[<>]\s*(\S+)", block):
+            assert target.startswith('"$BACKUP_DIR/'), f"{target} is not under $BACKUP_DIR"
+        for source in re.findall(r"-v (\S+):/b\b", block):
+            assert source == '"$BACKUP_DIR"', f"{source} is not $BACKUP_DIR"

@@ -55,7 +55,7 @@ VENV_BIN = str(Path(sys.executable).parent)
 START_TIMEOUT = 180
 
 
-def everyone_can_run(path: Path) -> bool:
+def everyone_can_enter(path: Path) -> bool:
     return all(part.stat().st_mode & 0o001 for part in [path, *path.parents])
 
 
@@ -63,17 +63,22 @@ def python_for_the_image_user(directory: Path) -> dict[str, str]:
     """PATH (and PYTHONPATH) giving the image's user a `python` with this venv's packages,
     as the image's python has them. The venv's interpreter may live where only root can
     reach it (a pyenv under /root): then the system's python of the same version."""
-    if everyone_can_run(Path(os.path.realpath(sys.executable))):
+    packages = Path(sysconfig.get_paths()["purelib"])
+    if not everyone_can_enter(packages):
+        pytest.fail(
+            f"the image's user cannot read this venv's packages in {packages}: use a venv outside /root"
+        )
+    if everyone_can_enter(Path(VENV_BIN)) and everyone_can_enter(Path(os.path.realpath(sys.executable))):
         return {"PATH": f"{VENV_BIN}:/usr/bin:/bin"}
     system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
-    if not system.exists() or not everyone_can_run(system.resolve()):
+    if not system.exists() or not everyone_can_enter(system.resolve()):
         pytest.fail(f"no python the image's user can run: install {system.name} (apt-get install python3)")
     bin_dir = directory / "bin"
     bin_dir.mkdir(exist_ok=True)
     bin_dir.chmod(0o755)
     if not (bin_dir / "python").exists():
         (bin_dir / "python").symlink_to(system)
-    return {"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHONPATH": str(packages)}
 
 
 def secrets_as_mounted(container: Container, root: Path) -> None:

@@ -3,7 +3,8 @@
 # in a Node stage; the Python stage unpacks and pre-compresses it and collects
 # Django's static files, so a container starts serving at once.
 
-FROM node:20-bookworm-slim AS ohif
+# Build stage only (npm pack and a hash check); Node 26 is the active LTS, supported to April 2029.
+FROM node:26-bookworm-slim AS ohif
 WORKDIR /ohif
 COPY viewer/ohif.json ./
 RUN set -eu; \

@@ -124,6 +124,14 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# --- The database password apart from DATABASE_URL (compose: a secret file) ---
+# Inside the URL it must be percent-encoded (a base64 password's `/` breaks the
+# URL); given on its own it is used exactly as written.
+if database_password := env_secret("DATABASE_PASSWORD"):
+    if DATABASES["default"].get("PASSWORD"):
+        raise ImproperlyConfigured("set the database password in DATABASE_URL or DATABASE_PASSWORD, not both")
+    DATABASES["default"]["PASSWORD"] = database_password
+# --- end of the database password block ---
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers and the one writer (audit rows on every /pacs request)
     # work side by side; IMMEDIATE avoids lock upgrades failing under load.

@@ -1,23 +1,111 @@
-"""The container deployment, checked statically (no Docker engine here) and by `check --deploy`."""
+"""The container deployment, checked without a Docker engine: the compose files
+rendered as compose renders them (tests/compose.py) for a site set up by the
+steps of docs/deploy.md, the build context, the image's base, and `check --deploy`.
+The containers' start itself is in test_compose_startup.py."""
 
 from __future__ import annotations
 
+import datetime
+import http.server
 import re
+import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from django.http.request import validate_host
 
-from tests.services import REPO
+from tests.compose import (
+    SECRETS_DIR,
+    Container,
+    Project,
+    build_context,
+    interpolate,
+    make_site,
+    orthanc_configuration,
+    read_env_file,
+    set_env,
+    shell_blocks,
+)
+from tests.services import REPO, free_port
+from tests.test_env_example import READERS
 
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY|REGISTERED_USERS|DATABASE_URL")
-SUBSTITUTION = re.compile(r"\$\{[A-Z_]+(?::?[-?][^}]*)?\}")
+SECRET_NAME = re.compile(r"(PASSWORD|SECRET_KEY|REGISTERED_USERS(__\w+)?)(_FILE|_SECRET)?$")
+# What compose.yaml sets for the portal itself, over .env: addresses and paths
+# inside the image (listed in .env.example's compose section too).
+SET_BY_COMPOSE = {
+    "HOST",
+    "PORT",
+    "PORTAL_VAR_DIR",
+    "STATIC_ROOT",
+    "OHIF_CACHE_DIR",
+    "DATABASE_URL",
+    "ORTHANC_URL",
+    "ORTHANC_USER",
+}
+# Secrets the portal reads, and the compose secret each comes from.
+PORTAL_SECRETS = {
+    "SECRET_KEY": "secret_key",
+    "ORTHANC_PASSWORD": "orthanc_password",
+    "DATABASE_PASSWORD": "portal_db_password",
+    "PORTAL_ADMIN_PASSWORD": "portal_admin_password",
+}
+# Node.js release lines and their end of life (nodejs.org/about/previous-releases).
+NODE_END_OF_LIFE = {
+    18: datetime.date(2025, 4, 30),
+    20: datetime.date(2026, 4, 30),
+    22: datetime.date(2027, 4, 30),
+    24: datetime.date(2028, 4, 30),
+    26: datetime.date(2029, 4, 30),
+}
 
 
 def compose(name: str = "compose.yaml") -> dict[str, Any]:
     return yaml.safe_load((REPO / name).read_text())
+
+
+def documented_variables() -> dict[str, str]:
+    return read_env_file(REPO / ".env.example")
+
+
+def variables_read_by_the_portal() -> set[str]:
+    """Every variable read by the code the image runs: all packages, not only those test_env_example scans."""
+    names: set[str] = set()
+    for top in REPO.iterdir():
+        if top.name in {"tests", "bench", ".venv", "var", ".git"}:
+            continue
+        for path in [top] if top.is_file() else top.rglob("*.py"):
+            if path.suffix == ".py":
+                names |= set(READERS.findall(path.read_text()))
+    return names
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_site(tmp_path_factory.mktemp("site"))
+
+
+def web_container(site: Path, tmp_path: Path) -> Container:
+    web = Project(site).container("web")
+    web.mounts.update({"/app": REPO, "/data": tmp_path, "/app/ohif": REPO / "var" / "ohif"})
+    web.mounts["/app/static-root"] = tmp_path / "static"
+    return web
+
+
+def run_python(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_it_publishes_no_orthanc_http_port() -> None:
@@ -25,9 +113,6 @@ def test_it_publishes_no_orthanc_http_port() -> None:
     assert "ports" not in services["orthanc"]
     assert "ports" not in services["db"]
     assert services["web"]["ports"] == ["${WEB_PORT:-443}:8000"]
-    assert compose("compose.dicom.yaml")["services"]["orthanc"]["ports"] == [
-        "${ORTHANC_DICOM_PORT:-4242}:4242"
-    ]
     assert compose()["networks"]["backend"]["internal"] is True
 
 
@@ -40,22 +125,198 @@ def test_it_gives_every_service_a_health_check_and_a_restart_policy() -> None:
     assert web == {"db": {"condition": "service_healthy"}, "orthanc": {"condition": "service_healthy"}}
 
 
-def test_it_has_no_literal_secret() -> None:
-    for name, service in compose()["services"].items():
-        for key, value in service.get("environment", {}).items():
-            if SECRET_NAME.search(key) and not key.endswith("_FILE"):
-                secret_parts = SUBSTITUTION.sub("", str(value))
-                assert SUBSTITUTION.search(str(value)), f"{name}.{key} is a literal"
-                assert not re.search(r":[^@/]+@", secret_parts), f"{name}.{key} embeds a password"
+def test_it_publishes_the_dicom_server_on_4242_with_the_template() -> None:
+    template = documented_variables()
+    override = compose("compose.dicom.yaml")["services"]["orthanc"]
+    assert [interpolate(port, template) for port in override["ports"]] == ["4242:4242"]
+    assert override["environment"]["ORTHANC__DICOM_SERVER_ENABLED"] == "true"
+    assert compose()["services"]["orthanc"]["environment"]["ORTHANC__DICOM_SERVER_ENABLED"] == "false"
+
+
+def test_it_locks_the_orthanc_index_for_its_single_orthanc() -> None:
+    # The image's default is false; natively (orthanc/server.py) the lock is on.
+    assert compose()["services"]["orthanc"]["environment"].get("ORTHANC__POSTGRESQL__LOCK") == "true"
+
+
+def test_it_builds_with_a_node_release_that_is_still_maintained() -> None:
+    (major,) = re.findall(r"^FROM node:(\d+)\b", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    end_of_life = NODE_END_OF_LIFE.get(int(major))
+    assert end_of_life, f"node {major} is not an LTS line this test knows: add it with its end of life"
+    assert end_of_life > datetime.date.today() + datetime.timedelta(days=90), (
+        f"node {major} ends {end_of_life}"
+    )
+    assert int(major) % 2 == 0, "odd Node.js releases never become LTS"
+
+
+def test_every_documented_generator_makes_a_secret_key_django_accepts() -> None:
+    """Django's deploy check wants SECRET_KEY to have 50 characters or more."""
+    texts = [(REPO / "docs" / "deploy.md").read_text(), (REPO / ".env.example").read_text()]
+    sizes = [int(n) for text in texts for n in re.findall(r"openssl rand -base64 (\d+)", text)]
+    assert sizes, "the docs recommend no generator"
+    for size in sizes:
+        assert 4 * -(-size // 3) >= 50, f"`openssl rand -base64 {size}` makes {4 * -(-size // 3)} characters"
+
+
+def test_the_template_has_tls_wherever_it_asks_for_https() -> None:
+    template = documented_variables()
+    assert template["PORTAL_HTTPS"] == "true"
+    assert template["WEB_PORT"] == "443"
+    volumes = [interpolate(v, template) for v in compose()["services"]["web"]["volumes"] if "TLS_DIR" in v]
+    (mount,) = [volume.split(":")[1] for volume in volumes]
+    for name in ("TLS_CERT_FILE", "TLS_KEY_FILE"):
+        assert template[name].startswith(mount + "/"), f"{name}={template[name]!r} is not under {mount}"
+    install = shell_blocks("Install (compose)")[0]
+    assert "certs/cert.pem" in install and "certs/key.pem" in install, (
+        "the install steps skip the certificate"
+    )
+
+
+class HostRecorder(http.server.BaseHTTPRequestHandler):
+    hosts: list[str] = []
+
+    def do_GET(self) -> None:
+        self.hosts.append(self.headers["Host"])
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def host_recorder() -> Iterator[tuple[int, list[str]]]:
+    server = http.server.HTTPServer(("127.0.0.1", free_port()), HostRecorder)
+    HostRecorder.hosts = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], HostRecorder.hosts
+    server.shutdown()
+
+
+@pytest.mark.parametrize("allowed", [".hospital.example", "pacs.hospital.example,.example.org", "*"])
+def test_the_health_check_asks_as_a_host_django_allows(
+    host_recorder: tuple[int, list[str]], allowed: str
+) -> None:
+    port, hosts = host_recorder
+    env = {"ALLOWED_HOSTS": allowed, "PORT": str(port)}
+    result = run_python(env, "deploy/healthcheck.py")
+    assert result.returncode == 0, result.stderr
+    (host,) = hosts
+    assert validate_host(host, allowed.split(",")), f"Host: {host} is refused with ALLOWED_HOSTS={allowed}"
+
+
+def test_it_leaves_data_and_secrets_out_of_the_image(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    shutil.copytree(REPO, checkout, symlinks=True, ignore=shutil.ignore_patterns(".venv", "var", ".git"))
+    strays = [
+        "portal.dump",
+        "orthanc.dump",
+        "orthanc-storage.tgz",
+        "backups/2025-01-31/portal.dump",
+        "secrets/secret_key",
+        "certs/key.pem",
+        ".env",
+        "var/portal.sqlite3",
+        "var/orthanc/storage/00/00/0000",
+        "pacsportal/__pycache__/settings.cpython-311.pyc",
+    ]
+    for stray in strays:
+        (checkout / stray).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / stray).write_text("patient data or a secret\n")
+    context = set(build_context(checkout))
+    assert context.isdisjoint(strays), sorted(context & set(strays))
+    # ...and everything the image runs, down to the viewer's pin and the templates.
+    needed = ["manage.py", "gunicorn.conf.py", "requirements.txt", "viewer/ohif.json", "deploy/entrypoint.sh"]
+    needed += ["deploy/healthcheck.py", "pacsportal/settings.py", "templates/home.html", "audit/models.py"]
+    assert set(needed) <= context, sorted(set(needed) - context)
+
+
+def test_the_backups_are_written_outside_the_checkout() -> None:
+    for block in shell_blocks("Backup and restore"):
+        assignments = re.findall(r"^BACKUP_DIR=(\S+)", block, re.MULTILINE)
+        assert [path[:1] for path in assignments] == ["/"], f"no absolute BACKUP_DIR in:\n{block}"
+        for target in re.findall(r"[<>]\s*(\S+)", block):
+            assert target.startswith('"$BACKUP_DIR/'), f"{target} is not under $BACKUP_DIR"
+        for source in re.findall(r"-v (\S+):/b\b", block):
+            assert source == '"$BACKUP_DIR"', f"{source} is not $BACKUP_DIR"
+
+
+def test_it_gives_the_portal_its_database_password_as_written(site: Path, tmp_path: Path) -> None:
+    web = web_container(site, tmp_path)
+    code = "from django.conf import settings; print(settings.DATABASES['default']['PASSWORD'])"
+    result = run_python({**web.native_env(), "DJANGO_SETTINGS_MODULE": "pacsportal.settings"}, "-c", code)
+    assert result.returncode == 0, result.stderr
+    password = (site / "secrets" / "portal_db_password").read_text().strip()
+    assert "/" in password
+    assert result.stdout.strip() == password
+
+
+def test_it_passes_every_setting_in_env_to_the_portal(site: Path, tmp_path: Path) -> None:
+    read = variables_read_by_the_portal()
+    documented = set(documented_variables())
+    web_environment = compose()["services"]["web"]["environment"]
+    assert set(web_environment) & documented - {"ALLOWED_HOSTS"} == SET_BY_COMPOSE
+    settings = sorted(read & documented - SET_BY_COMPOSE - set(PORTAL_SECRETS))
+    assert {"ORTHANC_POOL_SIZE", "ORTHANC_READ_TIMEOUT", "SESSION_COOKIE_AGE", "AXES_FAILURE_LIMIT"} <= set(
+        settings
+    )
+    checkout = tmp_path / "site"
+    shutil.copytree(site, checkout, symlinks=True)
+    set_env(checkout, **{name: f"value-of-{name}" for name in settings})
+    web = Project(checkout).container("web")
+    missing = [name for name in settings if web.env.get(name) != f"value-of-{name}"]
+    assert not missing, f"set in .env, never reach the portal: {missing}"
+    for name in SET_BY_COMPOSE:
+        assert web.env[name] == str(web_environment[name])
+    for name, secret in PORTAL_SECRETS.items():
+        assert web.env[f"{name}_FILE"] == f"{SECRETS_DIR}/{secret}"
+        assert web.host_path(web.env[f"{name}_FILE"]).is_file()
+        assert not web.env.get(name), f"{name} is in the environment"
+
+
+def test_it_passes_the_deploy_check_in_the_web_container(site: Path, tmp_path: Path) -> None:
+    web = web_container(site, tmp_path)
+    result = run_python(web.native_env(), "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_it_keeps_every_secret_out_of_every_environment(site: Path) -> None:
+    project = Project(site)
+    secrets = {path.name: path.read_text().strip() for path in (site / "secrets").iterdir()}
+    assert set(secrets) == set(project.config["secrets"])
+    for name in project.services:
+        container = project.container(name)
+        for key, value in container.env.items():
+            leaked = [secret for secret, content in secrets.items() if content and content in value]
+            assert not leaked, f"{name}: {key} holds the secret {leaked}"
+            if SECRET_NAME.search(key) and value:
+                assert key.endswith(("_FILE", "_SECRET")), f"{name}: {key} is a secret in the environment"
+                if key.endswith("_SECRET"):
+                    assert value in secrets, f"{name}: {key}={value} names no secret"
+                else:
+                    assert container.host_path(value).is_file(), f"{name}: {key}={value} is not mounted"
+
+
+def test_orthanc_registers_the_credential_the_portal_uses(site: Path) -> None:
+    project = Project(site)
+    web, orthanc, db = (project.container(name) for name in ("web", "orthanc", "db"))
+    config = orthanc_configuration(orthanc)
+    portal_password = web.host_path(web.env["ORTHANC_PASSWORD_FILE"]).read_text().strip()
+    assert config["RegisteredUsers"] == {web.env["ORTHANC_USER"]: portal_password}
+    index = config["PostgreSQL"]
+    assert index["Password"] == db.host_path(db.env["ORTHANC_DB_PASSWORD_FILE"]).read_text().strip()
+    assert (index["Host"], index["Database"], index["Username"], index["Lock"]) == (
+        "db",
+        "orthanc",
+        "orthanc",
+        True,
+    )
 
 
 def filled_env_example(tmp_path: Path) -> dict[str, str]:
     """.env.example with its blanks filled with test values, as an admin would."""
-    env: dict[str, str] = {}
-    for line in (REPO / ".env.example").read_text().splitlines():
-        match = re.fullmatch(r"([A-Z_][A-Z0-9_]*)=(.*)", line)
-        if match:
-            env[match.group(1)] = match.group(2)
+    env = documented_variables()
     env.update(
         SECRET_KEY="t" * 30 + "-a-long-random-test-secret-value",
         ORTHANC_PASSWORD="orthanc-test-password",
@@ -85,3 +346,39 @@ def test_it_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
     result = run_manage(env, "check", "--deploy")
     assert result.returncode != 0
     assert "missing required setting(s): SECRET_KEY" in result.stderr
+
+
+def database_settings(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    code = "from django.conf import settings; print(settings.DATABASES['default']['PASSWORD'])"
+    return run_python(
+        {
+            "DJANGO_SETTINGS_MODULE": "pacsportal.settings",
+            "DEBUG": "true",
+            "PORTAL_VAR_DIR": str(tmp_path),
+            **env,
+        },
+        "-c",
+        code,
+    )
+
+
+def test_it_takes_the_database_password_from_a_file_as_written(tmp_path: Path) -> None:
+    password = "ab/cd+ef/gh=="  # base64 with `/`: it would break a URL
+    (tmp_path / "db_password").write_text(password + "\n")
+    result = database_settings(
+        {
+            "DATABASE_URL": "postgres://portal@db:5432/portal",
+            "DATABASE_PASSWORD_FILE": str(tmp_path / "db_password"),
+        },
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == password
+
+
+def test_it_refuses_a_database_password_in_two_places(tmp_path: Path) -> None:
+    result = database_settings(
+        {"DATABASE_URL": "postgres://portal:one@db:5432/portal", "DATABASE_PASSWORD": "two"}, tmp_path
+    )
+    assert result.returncode != 0
+    assert "in DATABASE_URL or DATABASE_PASSWORD, not both" in result.stderr

@@ -20,10 +20,20 @@ class Command(BaseCommand):
         if User.objects.filter(username=username).exists():
             self.stdout.write(f"Admin account: {username} (exists; password unchanged)")
             return
-        password = os.environ.get("PORTAL_ADMIN_PASSWORD", "") or secrets.token_urlsafe(12)
+        given = given_password()
+        password = given or secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, password=password, email="")
-        if os.environ.get("PORTAL_ADMIN_PASSWORD"):
+        if given:
             self.stdout.write(f"Admin account: {username} (password from PORTAL_ADMIN_PASSWORD)")
         else:
             self.stdout.write(self.style.WARNING(f"Admin account: {username}  password: {password}"))
             self.stdout.write("This password is shown once; change it at /accounts/password_change/.")
+
+
+def given_password() -> str:
+    """PORTAL_ADMIN_PASSWORD, or the first line of the file PORTAL_ADMIN_PASSWORD_FILE names."""
+    path = os.environ.get("PORTAL_ADMIN_PASSWORD_FILE", "")
+    if path:
+        with open(path, encoding="utf-8") as secret:
+            return secret.readline().rstrip("\r\n")
+    return os.environ.get("PORTAL_ADMIN_PASSWORD", "")

@@ -27,8 +27,27 @@ class Command(BaseCommand):
             server.process = None
             self.stdout.write(f"Orthanc is up on {server.url} (log: {server.log_path})")
         elif action == "stop":
-            server.stop_stale()
-            self.stdout.write("Orthanc stopped")
+            self.stop(server)
         else:
             state = "up" if client.is_up() else "down"
             self.stdout.write(f"Orthanc at {server.url} is {state}")
+
+    def stop(self, server: orthanc_server.OrthancServer) -> None:
+        """Stop the Orthanc this checkout started, and say what really happened."""
+        try:
+            pid = int(server.pid_path.read_text())
+        except (OSError, ValueError):
+            pid = 0
+        running = bool(pid) and orthanc_server._is_orthanc(pid)
+        server.stop_stale()
+        if running and not orthanc_server._is_orthanc(pid):
+            self.stdout.write(f"Orthanc stopped (pid {pid})")
+        elif running:
+            raise CommandError(f"Orthanc (pid {pid}) did not stop")
+        elif client.is_up():
+            raise CommandError(
+                f"an Orthanc answers on {server.url}, but not one this checkout started "
+                f"(no live pid in {server.pid_path}): stop it where it was started"
+            )
+        else:
+            self.stdout.write("Orthanc was not running")

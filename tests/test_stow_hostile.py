@@ -1,0 +1,347 @@
+"""Hostile uploads through real HTTP: only well-formed data reaches Orthanc, and Orthanc stays up.
+
+Each case is one STOW-RS request as an uploader. Afterwards Orthanc's own
+/system answers, Orthanc holds exactly the good instances of the case, the
+answer lists every refused part in its Failed SOP Sequence, and every refused
+part has its audit row.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pydicom
+import pytest
+import requests
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import generate_uid
+
+from orthanc import demo
+from orthanc.server import OrthancServer
+from tests.services import LivePortal
+
+pytestmark = pytest.mark.live
+CONTENT_TYPE = 'multipart/related; type="application/dicom"; boundary={boundary}'
+MARKER_UID = "9.9.9.9.424242"
+
+
+@dataclass
+class Instance:
+    """One part to send: its bytes, its UIDs, and whether the portal should let it through."""
+
+    data: bytes
+    sop_uid: str = ""
+    good: bool = True
+    content_type: str | None = "application/dicom"
+
+
+def dataset(patient_id: str | None = None, study_uid: str | None = None) -> Dataset:
+    ds = pydicom.dcmread(demo.sample_paths()[0])
+    ds.PatientID = patient_id or f"HOSTILE-{secrets.token_hex(4)}"
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return ds
+
+
+def encoded(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def good(patient_id: str | None = None, study_uid: str | None = None) -> Instance:
+    ds = dataset(patient_id, study_uid)
+    return Instance(encoded(ds), ds.SOPInstanceUID)
+
+
+def nested(depth: int) -> Instance:
+    """Sequences nested `depth` levels deep, written by hand (pydicom itself recurses)."""
+    ds = dataset()
+    marker = Dataset()
+    marker.ReferencedSOPInstanceUID = MARKER_UID
+    ds.ReferencedImageSequence = Sequence([marker])
+    data = encoded(ds)
+    start = data.index(b"\x08\x00\x40\x11SQ\x00\x00")
+    (length,) = struct.unpack("<I", data[start + 8 : start + 12])
+    if length == 0xFFFFFFFF:
+        end = data.index(b"\xfe\xff\xdd\xe0\x00\x00\x00\x00", start) + 8
+    else:
+        end = start + 12 + length
+    element = b""
+    for _ in range(depth):
+        item = b"\xfe\xff\x00\xe0\xff\xff\xff\xff" + element + b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
+        element = b"\x08\x00\x40\x11SQ\x00\x00\xff\xff\xff\xff" + item + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    return Instance(data[:start] + element + data[end:], ds.SOPInstanceUID, good=depth <= 16)
+
+
+def edited(change: Callable[[Dataset], None], good_after: bool = False) -> Instance:
+    ds = dataset()
+    change(ds)
+    return Instance(encoded(ds), str(ds.get("SOPInstanceUID", "")), good=good_after)
+
+
+def bad_bytes(data: bytes) -> Instance:
+    return Instance(data, good=False)
+
+
+def without(keyword: str) -> Callable[[Dataset], None]:
+    def change(ds: Dataset) -> None:
+        delattr(ds, keyword)
+
+    return change
+
+
+def set_uid(keyword: str, value: str) -> Callable[[Dataset], None]:
+    def change(ds: Dataset) -> None:
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID if keyword != "SOPInstanceUID" else value
+        setattr(ds, keyword, value)
+
+    return change
+
+
+def demo_owned(keyword: str) -> Callable[[], Instance]:
+    """An instance re-using one of the demo CT's UIDs under another patient or study."""
+
+    def make() -> Instance:
+        ds = dataset()
+        if keyword == "StudyInstanceUID":
+            ds.StudyInstanceUID = demo.DEMO_CT_STUDY_UID
+        elif keyword == "SeriesInstanceUID":
+            ds.SeriesInstanceUID = demo.DEMO_CT_SERIES_UID
+        return Instance(encoded(ds), ds.SOPInstanceUID, good=False)
+
+    return make
+
+
+@dataclass
+class Case:
+    parts: Callable[[], list[Instance]]
+    status: int
+    raw: Callable[[list[Instance], str], bytes] | None = None  # builds a malformed body instead
+    content_type: str | None = None
+    study_in_path: Callable[[list[Instance]], str] | None = None
+    failed: int | None = None  # Failed SOP Sequence items expected (None: count the bad parts)
+    notes: list[str] = field(default_factory=list)
+
+
+def body_of(parts: list[Instance], boundary: str) -> bytes:
+    chunks = []
+    for part in parts:
+        head = f"--{boundary}\r\n"
+        if part.content_type is not None:
+            head += f"Content-Type: {part.content_type}\r\n"
+        chunks.append(head.encode() + b"\r\n" + part.data + b"\r\n")
+    return b"".join(chunks) + f"--{boundary}--\r\n".encode()
+
+
+def one(make: Callable[[], Instance]) -> Callable[[], list[Instance]]:
+    return lambda: [make()]
+
+
+def truncated(size: int) -> Instance:
+    return bad_bytes(good().data[:size])
+
+
+def wrong_magic() -> Instance:
+    data = bytearray(good().data)
+    data[128:132] = b"DICN"
+    return bad_bytes(bytes(data))
+
+
+def no_preamble() -> Instance:
+    return bad_bytes(good().data[128:])
+
+
+def same_study_two_patients() -> list[Instance]:
+    study = generate_uid()
+    return [good("PATIENT-ONE-" + secrets.token_hex(3), study), bad_copy(good("PATIENT-TWO", study))]
+
+
+def two_of_one_study() -> list[Instance]:
+    study = generate_uid()
+    return [good("TWO-GOOD", study), good("TWO-GOOD", study)]
+
+
+def bad_copy(instance: Instance) -> Instance:
+    instance.good = False
+    return instance
+
+
+def same_series_two_studies() -> list[Instance]:
+    first = dataset()
+    second = dataset(patient_id=first.PatientID)
+    second.SeriesInstanceUID = first.SeriesInstanceUID
+    return [
+        Instance(encoded(first), first.SOPInstanceUID),
+        Instance(encoded(second), second.SOPInstanceUID, False),
+    ]
+
+
+def demo_instance_elsewhere() -> Instance:
+    response = requests.get(
+        f"{ORTHANC['url']}/dicom-web/studies/{demo.DEMO_CT_STUDY_UID}/series/{demo.DEMO_CT_SERIES_UID}/instances",
+        auth=ORTHANC["auth"],
+        timeout=30,
+    )
+    sop = response.json()[0]["00080018"]["Value"][0]
+    ds = dataset()
+    ds.SOPInstanceUID = sop
+    ds.file_meta.MediaStorageSOPInstanceUID = sop
+    return Instance(encoded(ds), sop, good=False)
+
+
+def with_part_type(content_type: str | None, good_part: bool) -> Callable[[], list[Instance]]:
+    def make() -> list[Instance]:
+        instance = good()
+        instance.content_type, instance.good = content_type, good_part
+        return [instance]
+
+    return make
+
+
+def huge_part_header(parts: list[Instance], boundary: str) -> bytes:
+    return (
+        f"--{boundary}\r\nX-Padding: {'a' * 20000}\r\n\r\n".encode()
+        + parts[0].data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+
+def no_closing_delimiter(parts: list[Instance], boundary: str) -> bytes:
+    return f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + parts[0].data
+
+
+def no_parts(parts: list[Instance], boundary: str) -> bytes:
+    return f"--{boundary}--\r\n".encode()
+
+
+def other_boundary(parts: list[Instance], boundary: str) -> bytes:
+    return body_of(parts, "not-the-announced-boundary")
+
+
+ORTHANC: dict[str, object] = {}
+CASES: dict[str, Case] = {
+    "one good instance": Case(one(good), 200),
+    "two good instances of one study": Case(two_of_one_study, 200),
+    "a part without a Content-Type": Case(with_part_type(None, True), 200),
+    **{
+        f"nesting {depth} levels (allowed)": Case(one(lambda depth=depth: nested(depth)), 200)
+        for depth in (1, 4, 8, 16)
+    },
+    **{
+        f"nesting {depth} levels": Case(one(lambda depth=depth: nested(depth)), 400)
+        for depth in (17, 24, 40, 60, 200, 1000, 3000)
+    },
+    "truncated after the preamble": Case(one(lambda: truncated(140)), 400),
+    "truncated in the header": Case(one(lambda: truncated(400)), 400),
+    "no preamble": Case(one(no_preamble), 400),
+    "wrong magic": Case(one(wrong_magic), 400),
+    "empty part": Case(one(lambda: bad_bytes(b"")), 400),
+    "random bytes": Case(one(lambda: bad_bytes(secrets.token_bytes(2048))), 400),
+    "DICOM JSON part": Case(with_part_type("application/dicom+json", False), 400),
+    "text part": Case(with_part_type("text/plain", False), 400),
+    "missing StudyInstanceUID": Case(one(lambda: edited(without("StudyInstanceUID"))), 400),
+    "missing SeriesInstanceUID": Case(one(lambda: edited(without("SeriesInstanceUID"))), 400),
+    "missing SOPInstanceUID": Case(one(lambda: edited(without("SOPInstanceUID"))), 400),
+    "missing SOPClassUID": Case(one(lambda: edited(without("SOPClassUID"))), 400),
+    "study UID with letters": Case(one(lambda: edited(set_uid("StudyInstanceUID", "1.2.abc"))), 400),
+    "study UID of 65 characters": Case(
+        one(lambda: edited(set_uid("StudyInstanceUID", "1." + "2" * 63))), 400
+    ),
+    "study UID with a leading zero": Case(one(lambda: edited(set_uid("StudyInstanceUID", "1.02.3"))), 400),
+    "study UID with an empty component": Case(one(lambda: edited(set_uid("StudyInstanceUID", "1..2"))), 400),
+    "series UID with a space": Case(one(lambda: edited(set_uid("SeriesInstanceUID", "1.2 3"))), 400),
+    "SOP UID with a slash": Case(one(lambda: edited(set_uid("SOPInstanceUID", "1.2/3"))), 400),
+    "demo study under another patient": Case(one(demo_owned("StudyInstanceUID")), 409),
+    "demo series under another study": Case(one(demo_owned("SeriesInstanceUID")), 409),
+    "demo instance under another series": Case(one(demo_instance_elsewhere), 409),
+    "one study, two patients, in one body": Case(same_study_two_patients, 202),
+    "one series, two studies, in one body": Case(same_series_two_studies, 202),
+    "good, 3000 levels, good": Case(lambda: [good(), nested(3000), good()], 202),
+    "good and truncated": Case(lambda: [good(), truncated(300)], 202),
+    "good and missing UID": Case(lambda: [good(), edited(without("SOPInstanceUID"))], 202),
+    "two bad parts": Case(lambda: [nested(100), no_preamble()], 400),
+    "study in the path, another in the part": Case(
+        one(lambda: bad_copy(good())), 409, study_in_path=lambda parts: generate_uid()
+    ),
+    "study in the path matches": Case(
+        lambda: [good("PATH-MATCH")], 200, study_in_path=lambda parts: parts_study(parts)
+    ),
+    "part headers over 8 KB": Case(one(lambda: bad_copy(good())), 400, raw=huge_part_header, failed=0),
+    "no closing delimiter": Case(one(lambda: bad_copy(good())), 400, raw=no_closing_delimiter, failed=0),
+    "no parts": Case(lambda: [], 400, raw=no_parts, failed=0),
+    "other boundary than announced": Case(one(lambda: bad_copy(good())), 400, raw=other_boundary, failed=0),
+    "not multipart": Case(one(lambda: bad_copy(good())), 415, content_type="application/dicom", failed=0),
+    "multipart without boundary": Case(
+        one(lambda: bad_copy(good())), 415, content_type="multipart/related; type=application/dicom", failed=0
+    ),
+}
+
+
+def parts_study(parts: list[Instance]) -> str:
+    return str(pydicom.dcmread(io.BytesIO(parts[0].data), stop_before_pixels=True).StudyInstanceUID)
+
+
+def orthanc_holds(orthanc: OrthancServer, sop_uid: str) -> bool:
+    found = requests.post(
+        f"{orthanc.url}/tools/lookup", data=sop_uid, auth=(orthanc.user, orthanc.password), timeout=30
+    ).json()
+    return any(item["Type"] == "Instance" for item in found)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_it_stores_only_the_good_parts_and_orthanc_stays_up(
+    name: str, live_portal: LivePortal, orthanc: OrthancServer
+) -> None:
+    ORTHANC.update(url=orthanc.url, auth=(orthanc.user, orthanc.password))
+    case = CASES[name]
+    parts = case.parts()
+    boundary = secrets.token_hex(12)
+    body = case.raw(parts, boundary) if case.raw else body_of(parts, boundary)
+    path = "/pacs/dicom-web/studies"
+    if case.study_in_path:
+        path += "/" + case.study_in_path(parts)
+    start = live_portal.last_audit_id()
+    response = requests.post(
+        f"{live_portal.url}{path}",
+        data=body,
+        headers={
+            "Content-Type": case.content_type or CONTENT_TYPE.format(boundary=boundary),
+            "Accept": "application/dicom+json",
+        },
+        auth=("bob", live_portal.passwords["bob"]),
+        timeout=120,
+    )
+    assert response.status_code == case.status, (name, response.status_code, response.text[:300])
+    system = requests.get(f"{orthanc.url}/system", auth=(orthanc.user, orthanc.password), timeout=10)
+    assert system.status_code == 200, "Orthanc is down after this case"
+    bad = [part for part in parts if not part.good]
+    for part in parts:
+        if part.sop_uid and part.good:
+            assert orthanc_holds(orthanc, part.sop_uid), f"{name}: a good part was not stored"
+        elif part.sop_uid and not part.good and name != "demo instance under another series":
+            assert not orthanc_holds(orthanc, part.sop_uid), f"{name}: a refused part reached Orthanc"
+    expected_failed = len(bad) if case.failed is None else case.failed
+    if expected_failed:
+        failed = response.json()["00081198"]["Value"]
+        assert len(failed) == expected_failed
+        assert all("00081197" in item for item in failed)
+    rows = live_portal.audit_events(start)
+    refused_rows = [row for row in rows if str(row["detail"]).startswith("STOW part refused")]
+    assert len(refused_rows) == expected_failed
+    assert all(row["success"] in (0, False) and row["username"] == "bob" for row in refused_rows)
+    store_rows = [
+        row for row in rows if row["action"] == "store" and not str(row["detail"]).startswith("STOW part")
+    ]
+    assert len(store_rows) == 1 and store_rows[0]["status"] == case.status
+
+
+def test_the_corpus_has_at_least_forty_cases() -> None:
+    assert len(CASES) >= 40

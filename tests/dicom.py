@@ -50,6 +50,7 @@ def write_large_stow_body(path: Path, megabytes: int) -> tuple[str, str, str]:
     study_uid, series_uid = generate_uid(), generate_uid()
     template.StudyInstanceUID, template.SeriesInstanceUID = study_uid, series_uid
     template.PatientID = f"LARGE-{secrets.token_hex(4)}"
+    template.PatientName = "Large^Upload"  # not the demo's name: tests count "Demo*" patients
     slices = megabytes * 2  # each slice is 512 KB of pixels
     with path.open("wb") as stream:
         for index in range(slices):

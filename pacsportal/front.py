@@ -1,0 +1,198 @@
+"""The front: nginx, the only listener, rendered from one template and run like Orthanc.
+
+`deploy/nginx/pacsportal.conf.template` is the one template (compose renders
+the same file with the nginx image's envsubst); this module is the one place
+that renders it natively, for `manage.py serve` and the tests, with a small
+main configuration around it (pid, temp paths, logs) and the Orthanc service
+credential in a file of its own, readable by its owner only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+TEMPLATE = REPOSITORY / "deploy" / "nginx" / "pacsportal.conf.template"
+PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+INSTALL_HINT = "install it with: apt-get install nginx (make run and make test do this)"
+# The decision cache's keys hold session cookies and Authorization headers: tmpfs only.
+MEMORY_FILESYSTEM = Path("/dev/shm")
+ACCESS_LOG_FORMAT = (
+    "log_format pacsportal escape=json '{"
+    '"time":"$time_iso8601","client":"$remote_addr","user":"$pacs_user","method":"$request_method",'
+    '"path":"$uri","status":$status,"bytes":$body_bytes_sent,"seconds":$request_time'
+    "}';"
+)
+
+
+class FrontNotInstalled(RuntimeError):
+    pass
+
+
+class FrontStartError(RuntimeError):
+    pass
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    """Substitute ${NAME} placeholders (braces only, as the nginx image's envsubst is used)."""
+    missing = sorted(set(PLACEHOLDER.findall(template)) - set(values))
+    if missing:
+        raise KeyError(f"no value for {', '.join(missing)} in {TEMPLATE.name}")
+    return PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if found is None:
+        raise FrontNotInstalled(f"nginx is not installed; {INSTALL_HINT}")
+    return found
+
+
+@dataclass
+class Front:
+    """nginx in front of one portal (gunicorn) and one Orthanc."""
+
+    work_dir: Path
+    port: int
+    portal_upstream: str  # "unix:/path/to/gunicorn.sock" or "host:port"
+    orthanc_upstream: str  # "127.0.0.1:8042"
+    orthanc_user: str
+    orthanc_password: str
+    tls_cert: str = ""
+    tls_key: str = ""
+    decision_seconds: int = 5
+    max_body: str = "4g"
+    read_timeout: int = 120
+    workers: int = 2
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def config_path(self) -> Path:
+        return self.work_dir / "nginx.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.work_dir / "error.log"
+
+    @property
+    def access_log_path(self) -> Path:
+        return self.work_dir / "access.log"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def decision_cache(self) -> Path:
+        tag = hashlib.sha256(str(self.work_dir.resolve()).encode()).hexdigest()[:12]
+        return MEMORY_FILESYSTEM / f"pacsportal-decisions-{tag}"
+
+    def values(self) -> dict[str, str]:
+        listen, tls = str(self.port), ""
+        if self.tls_cert:
+            listen = f"{self.port} ssl http2"
+            tls = (
+                f"ssl_certificate {self.tls_cert}; ssl_certificate_key {self.tls_key}; "
+                "ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:pacsportal_tls:4m;"
+            )
+        return {
+            "PORTAL_UPSTREAM": self.portal_upstream,
+            "ORTHANC_UPSTREAM": self.orthanc_upstream,
+            "NGINX_LISTEN": listen,
+            "NGINX_TLS": tls,
+            "NGINX_MAX_BODY": self.max_body,
+            "NGINX_DECISION_SECONDS": str(self.decision_seconds),
+            "NGINX_DECISION_CACHE": str(self.decision_cache),
+            "NGINX_SECRETS_DIR": str(self.work_dir / "secrets"),
+            "ORTHANC_READ_TIMEOUT": str(self.read_timeout),
+        }
+
+    def write_config(self) -> Path:
+        if not MEMORY_FILESYSTEM.is_dir():
+            raise FrontStartError(f"{MEMORY_FILESYSTEM} (tmpfs) is missing: the decision cache must not touch disk")
+        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "secrets"):
+            (self.work_dir / name).mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.decision_cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_private(self.work_dir / "secrets" / "orthanc-credential.conf", credential_directive(self))
+        (self.work_dir / "pacsportal.conf").write_text(render(TEMPLATE.read_text(), self.values()))
+        work = self.work_dir
+        self.config_path.write_text(
+            f"worker_processes {self.workers};\npid {work}/nginx.pid;\nerror_log {self.log_path} warn;\n"
+            "daemon off;\nevents { worker_connections 2048; }\nhttp {\n"
+            f"    client_body_temp_path {work}/client_body;\n    proxy_temp_path {work}/proxy;\n"
+            f"    fastcgi_temp_path {work}/fastcgi;\n    uwsgi_temp_path {work}/uwsgi;\n"
+            f"    scgi_temp_path {work}/scgi;\n    default_type application/octet-stream;\n"
+            "    sendfile on;\n    tcp_nopush on;\n    tcp_nodelay on;\n"
+            f"    {ACCESS_LOG_FORMAT}\n    access_log {self.access_log_path} pacsportal;\n"
+            f"    include {work}/pacsportal.conf;\n}}\n"
+        )
+        return self.config_path
+
+    def check(self) -> None:
+        result = subprocess.run(
+            [nginx_binary(), "-t", "-q", "-c", str(self.write_config()), "-p", str(self.work_dir)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if result.returncode != 0:
+            raise FrontStartError(f"nginx refused its configuration ({self.config_path}):\n{result.stderr}")
+
+    def start(self, timeout: float = 30) -> None:
+        self.check()
+        with open(self.work_dir / "nginx.out", "ab") as out:
+            self.process = subprocess.Popen(
+                [nginx_binary(), "-c", str(self.config_path), "-p", str(self.work_dir)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise FrontStartError(f"nginx exited with {self.process.returncode}; see {self.log_path}")
+            with socket.socket() as probe:
+                probe.settimeout(1)
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise FrontStartError(f"nginx did not listen on {self.port} within {timeout:.0f} s")
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)  # graceful: finish what is being served
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        shutil.rmtree(self.decision_cache, ignore_errors=True)
+
+
+def credential_directive(front: Front) -> str:
+    token = base64.b64encode(f"{front.orthanc_user}:{front.orthanc_password}".encode()).decode()
+    return f'proxy_set_header Authorization "Basic {token}";\n'
+
+
+def write_private(path: Path, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as secret:
+        secret.write(text)
+    os.chmod(path, 0o600)

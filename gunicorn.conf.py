@@ -11,7 +11,11 @@ from typing import Any
 
 from pacsportal.env import env_int, env_str
 
-bind = f"{env_str('HOST', '127.0.0.1')}:{env_int('PORT', 8000, minimum=1, maximum=65535)}"
+# Behind the portal's nginx (manage.py serve), a unix socket only nginx uses.
+bind = (
+    env_str("GUNICORN_BIND")
+    or f"{env_str('HOST', '127.0.0.1')}:{env_int('PORT', 8000, minimum=1, maximum=65535)}"
+)
 worker_class = "gthread"
 workers = env_int("WEB_WORKERS", 2, minimum=1)
 threads = env_int("WEB_THREADS", 8, minimum=1)
@@ -24,8 +28,10 @@ errorlog = "-"
 # Trust nobody's X-Forwarded-* unless told: a client on loopback could otherwise claim https.
 forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "")
 
-certfile = env_str("TLS_CERT_FILE") or None
-keyfile = env_str("TLS_KEY_FILE") or None
+# TLS is nginx's when gunicorn sits behind it on a unix socket.
+behind_front = bind.startswith("unix:")
+certfile = None if behind_front else env_str("TLS_CERT_FILE") or None
+keyfile = None if behind_front else env_str("TLS_KEY_FILE") or None
 
 # gunicorn 27's control socket lives at one path per user: several portals on
 # one machine (tests, bench) would fight over it, and nothing here uses it.

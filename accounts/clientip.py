@@ -17,8 +17,14 @@ def _is_trusted(address: str) -> bool:
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """REMOTE_ADDR, or behind trusted proxies the right-most address they did not add."""
-    address = request.META.get("REMOTE_ADDR") or None
+    """REMOTE_ADDR, or behind trusted proxies the right-most address they did not add.
+
+    An empty REMOTE_ADDR is a peer on gunicorn's unix socket: the portal's own
+    nginx, which sets X-Forwarded-For to the client's address.
+    """
+    address = request.META.get("REMOTE_ADDR")
+    if address == "":
+        return _last_hop(request) or None
     if address is None or not _is_trusted(address):
         return address
     forwarded = [
@@ -33,3 +39,13 @@ def client_ip(request: HttpRequest) -> str | None:
             return hop
         address = hop
     return address
+
+
+def _last_hop(request: HttpRequest) -> str:
+    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    if not hops:
+        return ""
+    try:
+        return str(ipaddress.ip_address(hops[-1]))
+    except ValueError:
+        return ""

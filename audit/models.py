@@ -88,12 +88,17 @@ class AuditEventManager(models.Manager["AuditEvent"]):
         stored_uids: Iterable[str] = (),
         detail: str = "",
         bucketed: bool = False,
+        path: str | None = None,
+        query: str | None = None,
+        method: str | None = None,
     ) -> AuditEvent | None:
         """The only way audit rows are written. Raises if the row cannot be stored.
 
         `user` defaults to the request's user; pass None for events with no
         authenticated user (a failed login names its username instead). A
         `bucketed` read returns None when this bucket's row already exists.
+        `path`, `query` and `method` replace the request's (nginx's sub-requests
+        record the request nginx holds).
         """
         if user is FROM_REQUEST:
             user = getattr(request, "user", None)
@@ -108,9 +113,12 @@ class AuditEventManager(models.Manager["AuditEvent"]):
             user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[
                 :USER_AGENT_LENGTH
             ],
-            method=(request.method or "")[:10] if request is not None else "",
-            path=request.path[:PATH_LENGTH] if request is not None else "",
-            query=request.META.get("QUERY_STRING", "")[:PATH_LENGTH] if request is not None else "",
+            method=(method if method is not None else request.method if request is not None else "")[:10]
+            or "",
+            path=(path if path is not None else request.path if request is not None else "")[:PATH_LENGTH],
+            query=(query if query is not None else request.META.get("QUERY_STRING", "") if request else "")[
+                :PATH_LENGTH
+            ],
             status=status,
             success=success,
             study_uid=study_uid[:64],

@@ -26,7 +26,8 @@ TEMPLATE = REPOSITORY / "deploy" / "nginx" / "pacsportal.conf.template"
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 INSTALL_HINT = "install it with: apt-get install nginx (make run and make test do this)"
 # The decision cache's keys hold session cookies and Authorization headers: tmpfs only.
-MEMORY_FILESYSTEM = Path("/dev/shm")
+# Its directory there is checked to be ours (see own_private_directory).
+MEMORY_FILESYSTEM = Path("/dev/shm")  # noqa: S108
 ACCESS_LOG_FORMAT = (
     "log_format pacsportal escape=json '{"
     '"time":"$time_iso8601","client":"$remote_addr","user":"$pacs_user","method":"$request_method",'
@@ -123,15 +124,23 @@ class Front:
 
     def write_config(self) -> Path:
         if not MEMORY_FILESYSTEM.is_dir():
-            raise FrontStartError(f"{MEMORY_FILESYSTEM} (tmpfs) is missing: the decision cache must not touch disk")
+            raise FrontStartError(
+                f"{MEMORY_FILESYSTEM} (tmpfs) is missing: the decision cache must not touch disk"
+            )
         for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "secrets"):
             (self.work_dir / name).mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.decision_cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+        own_private_directory(self.decision_cache)
         write_private(self.work_dir / "secrets" / "orthanc-credential.conf", credential_directive(self))
         (self.work_dir / "pacsportal.conf").write_text(render(TEMPLATE.read_text(), self.values()))
         work = self.work_dir
+        # Started as root, nginx would drop its workers to `nobody`, who cannot
+        # reach the private unix socket and directories of a portal that (like
+        # Orthanc and gunicorn under `make run`) runs as root too. Production
+        # runs each under its own user (compose; docs/deploy.md).
+        user = "user root root;\n" if os.geteuid() == 0 else ""
         self.config_path.write_text(
-            f"worker_processes {self.workers};\npid {work}/nginx.pid;\nerror_log {self.log_path} warn;\n"
+            f"{user}worker_processes {self.workers};\npid {work}/nginx.pid;\n"
+            f"error_log {self.log_path} warn;\n"
             "daemon off;\nevents { worker_connections 2048; }\nhttp {\n"
             f"    client_body_temp_path {work}/client_body;\n    proxy_temp_path {work}/proxy;\n"
             f"    fastcgi_temp_path {work}/fastcgi;\n    uwsgi_temp_path {work}/uwsgi;\n"
@@ -184,6 +193,14 @@ class Front:
                 self.process.wait()
         self.process = None
         shutil.rmtree(self.decision_cache, ignore_errors=True)
+
+
+def own_private_directory(path: Path) -> None:
+    """Create `path` (mode 0700), refusing one that another user made or that is a symlink."""
+    path.mkdir(mode=0o700, exist_ok=True)
+    found = path.lstat()
+    if path.is_symlink() or found.st_uid != os.getuid() or found.st_mode & 0o077:
+        raise FrontStartError(f"{path} is not a private directory of this user; remove it")
 
 
 def credential_directive(front: Front) -> str:

@@ -23,6 +23,15 @@ from proxy.subjects import Subject
 
 
 @dataclass(frozen=True)
+class Original:
+    """The request line being decided: the one Django received, or the one nginx holds."""
+
+    method: str
+    raw_uri: str | None
+    query_string: str
+
+
+@dataclass(frozen=True)
 class Decision:
     mount: str
     action: str
@@ -42,13 +51,29 @@ class Decision:
     def is_read(self) -> bool:
         return self.action in (rules.QUERY, rules.RETRIEVE, rules.ADMIN_READ)
 
+    @property
+    def target(self) -> str:
+        """The path and query to ask Orthanc for, as Orthanc will read them."""
+        return "/" + paths.quoted(self.path) + (f"?{self.query}" if self.query else "")
 
-def decide(request: HttpRequest, mount: str, path: str, body: Any = None) -> Decision:
+
+def decide(
+    request: HttpRequest,
+    mount: str,
+    path: str,
+    body: Any = None,
+    original: Original | None = None,
+) -> Decision:
     """Decide one request to `mount` ("pacs" or "pacs-admin") for `path` below it.
 
-    `body` is a /pacs-admin request's parsed JSON body, when it has one.
+    `body` is a /pacs-admin request's parsed JSON body, when it has one;
+    `original` the request nginx holds, when nginx asks (its credentials and
+    cookies are those of `request`, which nginx forwards to us).
     """
-    method = request.method or "GET"
+    original = original or Original(
+        request.method or "GET", request.META.get("RAW_URI"), request.META.get("QUERY_STRING", "")
+    )
+    method = original.method
     verdict = Decision(mount, rules.action(mount, method, path), Identity(request.user, ""))
     # Who first, then the path: the audit trail names who tried a hostile path.
     try:
@@ -61,8 +86,8 @@ def decide(request: HttpRequest, mount: str, path: str, body: Any = None) -> Dec
     if not identity.is_authenticated:
         return refuse(verdict, 401, "authentication required")
     try:
-        clean_path = paths.clean(path, request.META.get("RAW_URI"))
-        clean_query = query.parse(request.META.get("QUERY_STRING", ""), paths.is_wado_uri(clean_path))
+        clean_path = paths.clean(path, original.raw_uri)
+        clean_query = query.parse(original.query_string, paths.is_wado_uri(clean_path))
     except (paths.UnsafePath, query.UnsafeQuery) as error:
         return refuse(verdict, 400, str(error))
     verdict = Decision(

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import urllib3
 from django.conf import settings
@@ -28,15 +29,17 @@ from django.contrib.auth.views import redirect_to_login
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import redirect
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
 from revproxy.views import ProxyView
 
 from accounts.clientip import client_ip
 from audit.models import AuditEvent
 from orthanc import client, lookups
 from proxy import errors, rules, stow
-from proxy.decision import Decision, decide, refuse
+from proxy.decision import Decision, Original, decide, refuse
 from proxy.origin import SAFE_METHODS
-from proxy.paths import is_stow, quoted
+from proxy.paths import is_stow
 from proxy.subjects import Subject
 
 logger = logging.getLogger("proxy")
@@ -291,6 +294,11 @@ class OrthancProxyView(ProxyView):
         if not settings.AUDIT_PROXY_REQUESTS:
             return
         subject = subject or decision.subject
+        original = getattr(request, "pacs_original", None)
+        if original is not None:  # nginx's sub-request: record the request it holds
+            extra.setdefault("path", original.path)
+            extra.setdefault("query", original.query_string)
+            extra.setdefault("method", original.method)
         AuditEvent.objects.record(
             decision.action,
             request=request,
@@ -407,7 +415,7 @@ class OrthancProxyView(ProxyView):
         headers = {**self.get_request_headers(), **extra_headers}
         if request.method not in SAFE_METHODS:
             headers.pop("Accept-Encoding", None)
-        target = "/" + quoted(decision.path) + (f"?{decision.query}" if decision.query else "")
+        target = decision.target
         try:
             upstream = client.request(
                 request.method or "GET",
@@ -610,6 +618,51 @@ class AdminProxyView(OrthancProxyView):
         if not decision.path and request.method in SAFE_METHODS:
             return redirect("/pacs-admin/app/explorer.html")
         return super().forward(request, decision, admin_body)
+
+
+@dataclass(frozen=True)
+class FrontOriginal(Original):
+    path: str = ""
+
+
+@login_not_required
+@require_safe
+@never_cache
+def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
+    """nginx's authorization sub-request (auth_request) for a GET or HEAD under /pacs.
+
+    The same decision as the proxy view, for the request nginx holds: 204 with
+    the path and query Orthanc should be asked for once the access is recorded,
+    else a bodiless 401 or 403, on which nginx hands the request to the Django
+    door, which decides again, records the refusal and writes its answer.
+    """
+    uri = request.META.get("HTTP_X_ORIGINAL_URI", "")
+    method = request.META.get("HTTP_X_ORIGINAL_METHOD", "")
+    prefix = f"/{rules.PACS}/"
+    if mount != rules.PACS or method not in SAFE_METHODS or not uri.startswith(prefix):
+        return HttpResponse(status=403)
+    raw_path, _, query_string = uri.partition("?")
+    try:
+        path = unquote_to_bytes(raw_path[len(prefix) :]).decode("utf-8")
+    except UnicodeDecodeError:
+        return HttpResponse(status=403)  # the door answers the 400
+    original = FrontOriginal(method, uri, query_string, path=raw_path)
+    request.pacs_original = original  # type: ignore[attr-defined]
+    door = PacsProxyView()
+    door.started = time.monotonic()
+    try:
+        decision = decide(request, rules.PACS, path, original=original)
+    except DatabaseError:
+        return HttpResponse(status=403)
+    if not decision.allowed:
+        return HttpResponse(status=401 if decision.status == 401 else 403)
+    request.user = decision.identity.user
+    if not door.record_read(request, decision):
+        return HttpResponse(status=403)
+    response = HttpResponse(status=204)
+    response["X-Pacs-Target"] = decision.target
+    response["X-Pacs-User"] = f"{decision.identity.user.get_username()} ({decision.identity.credential})"
+    return response
 
 
 def as_view(view_class: type[OrthancProxyView]) -> Any:

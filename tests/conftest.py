@@ -22,10 +22,14 @@ from django.core.management import call_command
 
 from orthanc.server import OrthancNotInstalled, OrthancServer, PostgresIndex
 from tests.browser import browser  # noqa: F401  (the one session-wide Chromium)
+from tests.front import start_front
 from tests.recorder import Recorder
 from tests.services import LivePortal, PostgresCluster, free_port
 
 TEST_DATABASE = os.environ.get("PORTAL_TEST_DATABASE", "sqlite")
+# The door the live portals are reached through: gunicorn itself (the Django
+# door), or the portal's nginx in front of it (nginx streams the reads).
+TEST_DOOR = os.environ.get("PORTAL_TEST_DOOR", "django")
 DEMO_SLICES = 40
 
 # Named users of the live portal, one per role (healthchecks' Alice, Bob, Charlie habit).
@@ -39,7 +43,7 @@ ROLE_USERS = {
 
 
 def pytest_report_header() -> str:
-    return f"pacsportal: database={TEST_DATABASE}"
+    return f"pacsportal: database={TEST_DATABASE}, door={TEST_DOOR}"
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +112,12 @@ def _orthanc_url(request: pytest.FixtureRequest) -> None:
 
 
 def start_portal(
-    name: str, upstream_url: str, orthanc: OrthancServer, postgres: PostgresCluster | None, **extra: str
+    name: str,
+    upstream_url: str,
+    orthanc: OrthancServer,
+    postgres: PostgresCluster | None,
+    front: bool = False,
+    **extra: str,
 ) -> LivePortal:
     """The portal under gunicorn with its own database and the named users of ROLE_USERS."""
     work_dir = Path(tempfile.mkdtemp(prefix=f"pacsportal-{name}-"))
@@ -137,6 +146,8 @@ def start_portal(
     portal.passwords["root"] = env["PORTAL_ADMIN_PASSWORD"]
     for username, groups in ROLE_USERS.items():
         portal.add_user(username, *groups)
+    if TEST_DOOR == "nginx" or front:
+        start_front(portal, orthanc)
     portal.start()
     return portal
 

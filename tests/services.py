@@ -168,6 +168,9 @@ class LivePortal:
         raise AssertionError(f"gunicorn did not answer on {self.url}")
 
     def stop(self) -> None:
+        front = getattr(self, "front", None)  # tests/front.py: the portal's nginx, if in front
+        if front is not None:
+            front.stop()
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:

@@ -1,0 +1,33 @@
+"""The portal's nginx in front of a test portal: gunicorn moves to a unix socket, nginx takes its port."""
+
+from __future__ import annotations
+
+import pytest
+
+from orthanc.server import OrthancServer
+from pacsportal.front import Front, FrontNotInstalled
+from tests.services import LivePortal
+
+
+def start_front(portal: LivePortal, orthanc: OrthancServer) -> Front:
+    """Render and start nginx on the portal's port; the portal then starts behind it."""
+    socket_path = portal.work_dir / "gunicorn.sock"
+    portal.env["GUNICORN_BIND"] = f"unix:{socket_path}"
+    portal.env["TRUST_PROXY_SSL_HEADER"] = "true"  # only nginx reaches the socket
+    front = Front(
+        work_dir=portal.work_dir / "nginx",
+        port=portal.port,
+        portal_upstream=f"unix:{socket_path}",
+        orthanc_upstream=orthanc.url.removeprefix("http://"),
+        orthanc_user=orthanc.user,
+        orthanc_password=orthanc.password,
+        tls_cert=portal.env.get("TLS_CERT_FILE", ""),
+        tls_key=portal.env.get("TLS_KEY_FILE", ""),
+        workers=1,
+    )
+    try:
+        front.start()
+    except FrontNotInstalled as error:
+        pytest.fail(str(error), pytrace=False)
+    portal.front = front  # type: ignore[attr-defined]
+    return front

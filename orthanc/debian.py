@@ -30,6 +30,10 @@ RELEASES = {"bookworm": "12", "trixie": "13"}
 # The Orthanc generation each release ships (Orthanc's major.minor).
 GENERATIONS = {"bookworm": (1, 10), "trixie": (1, 12)}
 PACKAGES = ("orthanc", "orthanc-dicomweb", "orthanc-postgresql")
+# debootstrap resolves dependencies by package name only, not by what a package
+# provides: bookworm's orthanc depends on libboost-regex1.74.0-icu72, a name only
+# libboost-regex1.74.0 provides, so it must be named (else orthanc stays unconfigured).
+PROVIDERS = {"bookworm": ("libboost-regex1.74.0",), "trixie": ()}
 MIRROR = "http://deb.debian.org/debian"
 # What a usable root filesystem must hold; the stamp is written last, after checking these.
 REQUIRED_FILES = (
@@ -111,7 +115,12 @@ class Source:
         return f"Debian {RELEASES[self.release]} ({self.release})"
 
     def describe(self) -> str:
-        where = f"root filesystem {self.rootfs}" if self.rootfs else "this machine"
+        if self.rootfs is None:
+            where = "this machine"
+        elif is_complete(self.rootfs):
+            where = f"root filesystem {self.rootfs}"
+        else:
+            return f"{self.debian} packages: no root filesystem in {self.rootfs} yet"
         versions = ", ".join(f"{name} {version}" for name, version in self.package_versions().items())
         return f"{versions or 'Orthanc not installed'}: {self.debian} packages on {where}"
 
@@ -168,7 +177,7 @@ def is_complete(root: Path) -> bool:
 def debootstrap(release: str, target: Path) -> None:
     if shutil.which("debootstrap") is None:
         raise RootfsMissing("debootstrap is missing: install it with `apt-get install debootstrap`")
-    include = ",".join(PACKAGES)
+    include = ",".join(PACKAGES + PROVIDERS[release])
     subprocess.run(
         ["debootstrap", "--variant=minbase", f"--include={include}", release, str(target), MIRROR],
         check=True,
@@ -206,13 +215,15 @@ def ensure_rootfs(
         log(f"building a Debian {release} root filesystem with {', '.join(PACKAGES)} in {target}")
         try:
             bootstrap(release, build)
+            installed = package_versions(build)
             missing = [name for name in REQUIRED_FILES if not (build / name).exists()]
+            missing += [f"package {name}" for name in PACKAGES if name not in installed]
             if missing:
                 raise RootfsMissing(f"debootstrap of {release} finished without {', '.join(missing)}")
             # The downloaded .deb files are no use once installed (about 70 MB).
             for deb in (build / "var/cache/apt/archives").glob("*.deb"):
                 deb.unlink()
-            stamp = {"release": release, "packages": package_versions(build), "built": time.time()}
+            stamp = {"release": release, "packages": installed, "built": time.time()}
             (build / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
             build.chmod(0o755)  # mkdtemp made it private; it is the chroot's /
             build.rename(target)

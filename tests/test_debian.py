@@ -111,7 +111,9 @@ def fake_debootstrap(release: str, target: Path) -> None:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         (target / name).write_text(release)
     (target / "var/lib/dpkg").mkdir(parents=True)
-    (target / "var/lib/dpkg/status").write_text(DPKG_STATUS)
+    (target / "var/lib/dpkg/status").write_text(
+        "\n".join(f"Package: {name}\nStatus: install ok installed\nVersion: 1\n" for name in debian.PACKAGES)
+    )
     (target / "var/cache/apt/archives").mkdir(parents=True)
     (target / "var/cache/apt/archives/orthanc_1.12.7.deb").write_text("deb")
 
@@ -127,6 +129,16 @@ def test_it_builds_a_root_filesystem_once_and_then_uses_the_cache(tmp_path: Path
         raise AssertionError("rebuilt a complete root filesystem")
 
     assert debian.ensure_rootfs("trixie", tmp_path, bootstrap=must_not_run, log=lambda line: None) == built
+
+
+def test_it_refuses_a_build_that_left_a_package_unconfigured(tmp_path: Path) -> None:
+    def unconfigured(release: str, target: Path) -> None:
+        fake_debootstrap(release, target)
+        (target / "var/lib/dpkg/status").write_text(DPKG_STATUS)
+
+    with pytest.raises(debian.RootfsMissing, match="package orthanc-postgresql"):
+        debian.ensure_rootfs("bookworm", tmp_path, bootstrap=unconfigured, log=lambda line: None)
+    assert not (tmp_path / "bookworm").exists()
 
 
 def test_it_never_takes_an_interrupted_build_for_a_complete_one(tmp_path: Path) -> None:

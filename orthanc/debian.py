@@ -178,11 +178,18 @@ def debootstrap(release: str, target: Path) -> None:
     if shutil.which("debootstrap") is None:
         raise RootfsMissing("debootstrap is missing: install it with `apt-get install debootstrap`")
     include = ",".join(PACKAGES + PROVIDERS[release])
-    subprocess.run(
-        ["debootstrap", "--variant=minbase", f"--include={include}", release, str(target), MIRROR],
-        check=True,
-        timeout=1800,
-    )
+    # Its hundreds of progress lines go to a log next to the cache, shown only on failure.
+    log_path = target.parent / f"{release}.debootstrap.log"
+    with open(log_path, "w") as log:
+        result = subprocess.run(
+            ["debootstrap", "--variant=minbase", f"--include={include}", release, str(target), MIRROR],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=1800,
+        )
+    if result.returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+        raise RootfsMissing(f"debootstrap {release} failed ({result.returncode}); see {log_path}:\n{tail}")
 
 
 def ensure_rootfs(

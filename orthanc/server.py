@@ -106,11 +106,11 @@ class PostgresIndex:
 class OrthancServer:
     """A local Orthanc's files under one directory, and its process once started.
 
-    With `rootfs`, Orthanc is that root filesystem's, run under chroot, and
-    `work_dir` must lie inside it. `die_with_parent` has the kernel stop Orthanc
-    when the process that started it dies, even by SIGKILL (the tests' habit;
-    `manage.py orthanc start` detaches instead). `versions` is what Orthanc
-    reported once it answered.
+    With `rootfs`, Orthanc is that root filesystem's, run under chroot (in a
+    user namespace unless root), and `work_dir` must lie inside it.
+    `die_with_parent` has the kernel stop Orthanc when the process that started
+    it dies, even by SIGKILL (the tests' habit; `manage.py orthanc start`
+    detaches instead). `versions` is what Orthanc reported once it answered.
     """
 
     work_dir: Path
@@ -225,9 +225,12 @@ class OrthancServer:
                 raise OrthancNotInstalled(f"{root / path.relative_to('/')} is missing; {hint}")
         if self.verbose:
             args.append("--verbose")
+        # setpriv, unshare and chroot exec in place: the process started is Orthanc itself.
         if self.die_with_parent:
-            # setpriv and chroot exec in place: the process started is Orthanc itself.
             args = ["setpriv", "--pdeathsig", "TERM", *args]
+        if self.rootfs is not None and os.geteuid() != 0:
+            # chroot needs root; a user namespace gives an ordinary user a root of its own.
+            args = ["unshare", "--map-root-user", *args]
         return args
 
     def start(self, timeout: float = 60) -> None:

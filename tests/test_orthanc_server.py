@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from orthanc import debian, demo
-from orthanc.server import OrthancServer, Version
+from orthanc.server import OrthancNotInstalled, OrthancServer, OrthancStartError, Version
 from tests.conftest import DEMO_SLICES, TEST_DATABASE, new_orthanc
 from tests.services import REPO
 
@@ -143,3 +143,41 @@ sys.stdin.read()
         parent.wait()
     assert wait_until_gone(server.work_dir) == []
     shutil.rmtree(server.work_dir)
+
+
+def fake_rootfs(root: Path) -> Path:
+    for name in debian.REQUIRED_FILES:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).touch()
+    (root / "tmp").mkdir()
+    return root
+
+
+@pytest.mark.parametrize(("euid", "prefix"), [(0, []), (1000, ["unshare", "--map-root-user"])])
+def test_it_runs_a_root_filesystems_orthanc_under_chroot_as_root_or_in_a_user_namespace(
+    euid: int, prefix: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: euid)
+    root = fake_rootfs(tmp_path / "trixie")
+    server = OrthancServer(root / "tmp" / "o", 8042, "u", "p", rootfs=root, die_with_parent=True)
+    assert server.command() == [
+        *prefix,
+        *["setpriv", "--pdeathsig", "TERM"],
+        *["chroot", str(root), "/usr/sbin/Orthanc", "/tmp/o/orthanc.json"],
+    ]
+    assert server.config()["StorageDirectory"] == "/tmp/o/storage"
+
+
+def test_it_refuses_files_outside_the_root_filesystem(tmp_path: Path) -> None:
+    root = fake_rootfs(tmp_path / "trixie")
+    server = OrthancServer(tmp_path / "elsewhere", 8042, "u", "p", rootfs=root)
+    with pytest.raises(OrthancStartError, match="outside Orthanc's root filesystem"):
+        server.command()
+
+
+def test_it_says_how_to_rebuild_an_incomplete_root_filesystem(tmp_path: Path) -> None:
+    root = fake_rootfs(tmp_path / "trixie")
+    (root / "usr/share/orthanc/plugins/libOrthancDicomWeb.so").unlink()
+    server = OrthancServer(root / "tmp" / "o", 8042, "u", "p", rootfs=root)
+    with pytest.raises(OrthancNotInstalled, match=r"python -m orthanc\.debian build trixie"):
+        server.command()

@@ -1,5 +1,8 @@
 # pacsportal: `make run` serves the portal, `make test` runs every test.
-# Both set up what they need on a fresh Debian 12 machine (as root, or with sudo).
+# Both set up what they need on a fresh Debian 12 or 13 machine (as root, or with sudo).
+# `make test` runs the tests that use Orthanc against both Orthanc generations: this
+# machine's Debian packages, and the other release's (Debian 12: Orthanc 1.10,
+# Debian 13: 1.12) from a root filesystem built once into var/rootfs/ and run with chroot.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -8,9 +11,11 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 RUN_PACKAGES := orthanc orthanc-dicomweb orthanc-postgresql python3-venv
-TEST_PACKAGES := $(RUN_PACKAGES) postgresql chromium
+TEST_PACKAGES := $(RUN_PACKAGES) postgresql chromium debootstrap
+# Each pass appends the versions its Orthanc reported; the last line of `make test` shows them.
+VERSIONS_REPORT := test-artifacts/orthanc-versions.txt
 
-.PHONY: run test lint bench system-run system-test clean help
+.PHONY: run test lint bench system-run system-test orthanc-other clean help
 
 help:
 	@echo "make run    set up and serve the portal on http://127.0.0.1:$${PORT:-8000}/"
@@ -36,6 +41,12 @@ system-test:
 	$(call apt_install,$(TEST_PACKAGES))
 	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
 
+# The other Debian release's Orthanc packages in a root filesystem (debootstrap, about
+# a minute and 360 MB the first time; kept in var/rootfs/ until removed). Needs only python3.
+orthanc-other:
+	$(call apt_install,debootstrap)
+	@$(SUDO) $(PYTHON) -m orthanc.debian build other
+
 $(VENV)/.run-installed: requirements.txt
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
@@ -53,12 +64,19 @@ run: system-run $(VENV)/.run-installed
 	@$(PY) manage.py ensure_admin
 	@$(PY) manage.py serve
 
-test: system-test $(VENV)/.test-installed lint
+test: system-test $(VENV)/.test-installed lint orthanc-other
 	$(PY) -m viewer.bundle
-	@echo "== tests on SQLite =="
-	$(PY) -m pytest
-	@echo "== tests on PostgreSQL =="
-	PORTAL_TEST_DATABASE=postgresql $(PY) -m pytest -m "not browser"
+	@mkdir -p $(dir $(VERSIONS_REPORT)) && rm -f $(VERSIONS_REPORT)
+	@echo "== tests on SQLite, $$($(PYTHON) -m orthanc.debian describe native) =="
+	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) $(PY) -m pytest
+	@echo "== tests on PostgreSQL, same Orthanc, its index in PostgreSQL too =="
+	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) PORTAL_TEST_DATABASE=postgresql $(PY) -m pytest -m "not browser"
+	@echo "== tests that use Orthanc, on SQLite, $$($(PYTHON) -m orthanc.debian describe other) =="
+	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) PORTAL_TEST_ORTHANC=other $(PY) -m pytest -m "orthanc or live or browser"
+	@echo "== the other Orthanc with its index in PostgreSQL =="
+	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) PORTAL_TEST_ORTHANC=other PORTAL_TEST_DATABASE=postgresql \
+		$(PY) -m pytest tests/test_orthanc_server.py
+	@echo "== make test passed against:" && cat $(VERSIONS_REPORT)
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .

@@ -3,12 +3,17 @@
 Orthanc 1.10 has no bind-address setting: `RemoteAccessAllowed: false` makes it
 refuse every client that is not on loopback, and the service credential guards
 loopback. The DICOM port stays closed unless a port is configured.
+
+The same server runs this machine's Orthanc or, given a root filesystem of the
+other Debian release (`orthanc.debian`), that release's Orthanc under chroot on
+the shared loopback; its files then live inside the root filesystem.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -19,6 +24,7 @@ from typing import Any
 
 import urllib3
 
+BINARY = Path("/usr/sbin/Orthanc")
 PLUGIN_DIR = Path("/usr/share/orthanc/plugins")
 DICOMWEB_PLUGIN = PLUGIN_DIR / "libOrthancDicomWeb.so"
 POSTGRESQL_INDEX_PLUGIN = PLUGIN_DIR / "libOrthancPostgreSQLIndex.so"
@@ -33,6 +39,60 @@ class OrthancStartError(RuntimeError):
     pass
 
 
+class Version(tuple[int, ...]):
+    """A version as Orthanc reports it, compared as numbers: `version >= (1, 12)`.
+
+    Anything but leading numbers (a `mainline` build) compares as the empty tuple.
+    """
+
+    text: str
+
+    def __new__(cls, text: str) -> Version:
+        numbers = re.match(r"\d+(?:\.\d+)*", text)
+        self = super().__new__(cls, (int(part) for part in numbers.group().split(".")) if numbers else ())
+        self.text = text
+        return self
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class OrthancVersions:
+    """What a running Orthanc says it is: `GET /system` and its plugins' pages."""
+
+    orthanc: Version
+    api: int
+    dicomweb: Version | None
+    postgresql: Version | None
+
+    def __str__(self) -> str:
+        parts = [f"Orthanc {self.orthanc} (REST API {self.api})"]
+        parts.append(f"DICOMweb {self.dicomweb}" if self.dicomweb else "no DICOMweb plugin")
+        if self.postgresql:
+            parts.append(f"PostgreSQL index {self.postgresql}")
+        return ", ".join(parts)
+
+
+def fetch_versions(http: urllib3.PoolManager, url: str) -> OrthancVersions:
+    def get(path: str) -> Any:
+        response = http.request("GET", f"{url}{path}", timeout=10, retries=False)
+        return json.loads(response.data) if response.status == 200 else None
+
+    system = get("/system")
+    plugins = get("/plugins") or []
+
+    def plugin_version(name: str) -> Version | None:
+        return Version(get(f"/plugins/{name}")["Version"]) if name in plugins else None
+
+    return OrthancVersions(
+        orthanc=Version(system["Version"]),
+        api=int(system["ApiVersion"]),
+        dicomweb=plugin_version("dicom-web"),
+        postgresql=plugin_version("postgresql-index"),
+    )
+
+
 @dataclass
 class PostgresIndex:
     host: str
@@ -44,7 +104,14 @@ class PostgresIndex:
 
 @dataclass
 class OrthancServer:
-    """A local Orthanc's files under one directory, and its process once started."""
+    """A local Orthanc's files under one directory, and its process once started.
+
+    With `rootfs`, Orthanc is that root filesystem's, run under chroot (in a
+    user namespace unless root), and `work_dir` must lie inside it.
+    `die_with_parent` has the kernel stop Orthanc when the process that started
+    it dies, even by SIGKILL (the tests' habit; `manage.py orthanc start`
+    detaches instead). `versions` is what Orthanc reported once it answered.
+    """
 
     work_dir: Path
     http_port: int
@@ -54,7 +121,10 @@ class OrthancServer:
     dicom_aet: str = "PACSPORTAL"
     postgres: PostgresIndex | None = None
     verbose: bool = False
+    rootfs: Path | None = None
+    die_with_parent: bool = False
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    versions: OrthancVersions | None = field(default=None, init=False)
 
     @property
     def config_path(self) -> Path:
@@ -72,8 +142,17 @@ class OrthancServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    def inside(self, path: Path) -> str:
+        """The path as Orthanc sees it: relative to the root filesystem under chroot."""
+        if self.rootfs is None:
+            return str(path)
+        try:
+            return "/" + str(path.resolve().relative_to(self.rootfs.resolve()))
+        except ValueError:
+            raise OrthancStartError(f"{path} is outside Orthanc's root filesystem {self.rootfs}") from None
+
     def config(self) -> dict[str, Any]:
-        storage = str(self.work_dir / "storage")
+        storage = self.inside(self.work_dir / "storage")
         plugins = [str(DICOMWEB_PLUGIN)]
         config: dict[str, Any] = {
             "Name": "pacsportal",
@@ -128,16 +207,36 @@ class OrthancServer:
             json.dump(self.config(), stream, indent=2)
         return self.config_path
 
+    def command(self) -> list[str]:
+        plugins = [DICOMWEB_PLUGIN] + ([POSTGRESQL_INDEX_PLUGIN] if self.postgres else [])
+        if self.rootfs is None:
+            binary = shutil.which("Orthanc")
+            if binary is None:
+                raise OrthancNotInstalled(f"the Orthanc binary is not on PATH; {INSTALL_HINT}")
+            args = [binary, str(self.config_path)]
+            hint = INSTALL_HINT
+        else:
+            binary = str(BINARY)
+            args = ["chroot", str(self.rootfs), binary, self.inside(self.config_path)]
+            hint = f"rebuild it with: python -m orthanc.debian build {self.rootfs.name}"
+        root = self.rootfs or Path("/")
+        for path in [Path(binary), *plugins]:
+            if not (root / path.relative_to("/")).exists():
+                raise OrthancNotInstalled(f"{root / path.relative_to('/')} is missing; {hint}")
+        if self.verbose:
+            args.append("--verbose")
+        # setpriv, unshare and chroot exec in place: the process started is Orthanc itself.
+        if self.die_with_parent:
+            args = ["setpriv", "--pdeathsig", "TERM", *args]
+        if self.rootfs is not None and os.geteuid() != 0:
+            # chroot needs root; a user namespace gives an ordinary user a root of its own.
+            args = ["unshare", "--map-root-user", *args]
+        return args
+
     def start(self, timeout: float = 60) -> None:
-        binary = shutil.which("Orthanc")
-        if binary is None:
-            raise OrthancNotInstalled(f"the Orthanc binary is not on PATH; {INSTALL_HINT}")
-        for plugin in [DICOMWEB_PLUGIN] + ([POSTGRESQL_INDEX_PLUGIN] if self.postgres else []):
-            if not plugin.exists():
-                raise OrthancNotInstalled(f"{plugin} is missing; {INSTALL_HINT}")
+        args = self.command()
         self.stop_stale()
         self.write_config()
-        args = [binary, str(self.config_path)] + (["--verbose"] if self.verbose else [])
         # A new session keeps Ctrl-C in the terminal from killing Orthanc before
         # the portal has stopped using it; whoever started it stops it.
         with open(self.log_path, "ab") as log:
@@ -158,6 +257,7 @@ class OrthancServer:
             try:
                 response = http.request("GET", f"{self.url}/system", timeout=2, retries=False)
                 if response.status == 200:
+                    self.versions = fetch_versions(http, self.url)
                     return
             except urllib3.exceptions.HTTPError:
                 pass

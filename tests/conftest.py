@@ -4,6 +4,12 @@ mode), one portal under gunicorn, shared by the whole run.
 PORTAL_TEST_DATABASE=postgresql runs the suite on PostgreSQL: the test
 database and the live portal's database live in the throwaway cluster, and
 Orthanc keeps its index there too (the production path).
+
+PORTAL_TEST_ORTHANC picks the Orthanc generation: `native` (this machine's
+Debian packages, the default), `other` (the other supported Debian release's,
+from a root filesystem under var/rootfs/, run with chroot), or a release by
+name (`bookworm`: Orthanc 1.10, `trixie`: 1.12). Every test that uses the
+session's Orthanc is marked `orthanc`, so `make test` runs those against both.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from orthanc.server import OrthancNotInstalled, OrthancServer, PostgresIndex
+from orthanc import debian
+from orthanc.server import OrthancNotInstalled, OrthancServer, OrthancStartError, PostgresIndex
 from tests.browser import browser  # noqa: F401  (the one session-wide Chromium)
 from tests.front import start_front
 from tests.recorder import Recorder
@@ -30,6 +37,8 @@ TEST_DATABASE = os.environ.get("PORTAL_TEST_DATABASE", "sqlite")
 # The door the live portals are reached through: gunicorn itself (the Django
 # door), or the portal's nginx in front of it (nginx streams the reads).
 TEST_DOOR = os.environ.get("PORTAL_TEST_DOOR", "django")
+TEST_ORTHANC = os.environ.get("PORTAL_TEST_ORTHANC", "native")
+SESSION_ORTHANC = pytest.StashKey[OrthancServer]()
 DEMO_SLICES = 40
 
 # Named users of the live portal, one per role (healthchecks' Alice, Bob, Charlie habit).
@@ -42,8 +51,46 @@ ROLE_USERS = {
 }
 
 
-def pytest_report_header() -> str:
-    return f"pacsportal: database={TEST_DATABASE}, door={TEST_DOOR}"
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "orthanc: uses the session's Orthanc (set by conftest on every test that does)"
+    )
+
+
+def chosen_orthanc_source() -> debian.Source:
+    return debian.resolve(TEST_ORTHANC, debian.this_host(), debian.cache_root())
+
+
+def pytest_report_header() -> list[str]:
+    try:
+        orthanc = chosen_orthanc_source().describe()
+    except (debian.UnsupportedHost, ValueError) as error:
+        orthanc = f"unavailable: {error}"
+    return [
+        f"pacsportal: database={TEST_DATABASE}, door={TEST_DOOR}",
+        f"pacsportal: orthanc={TEST_ORTHANC}: {orthanc}",
+    ]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # tryfirst: before `-m` deselects by marker.
+    for item in items:
+        if "orthanc" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.orthanc)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    server = config.stash.get(SESSION_ORTHANC, None)
+    if server is None or server.versions is None:
+        return
+    where = f"under chroot in {server.rootfs}" if server.rootfs else "native"
+    line = f"{server.versions} ({where}), database={TEST_DATABASE}, door={TEST_DOOR}"
+    terminalreporter.write_line(f"pacsportal: ran against {line}")
+    report = os.environ.get("PORTAL_TEST_VERSIONS_REPORT")
+    if report:
+        with open(report, "a") as stream:
+            stream.write(f"  {line}\n")
 
 
 @pytest.fixture(scope="session")
@@ -78,29 +125,56 @@ def django_db_modify_db_settings(
 
 
 @pytest.fixture(scope="session")
-def orthanc(postgres: PostgresCluster | None) -> Iterator[OrthancServer]:
+def orthanc_source() -> debian.Source:
+    """Where the session's Orthanc comes from (PORTAL_TEST_ORTHANC); fails saying how to install it."""
+    try:
+        source = chosen_orthanc_source()
+        debian.require(source)
+    except (debian.UnsupportedHost, debian.RootfsMissing, ValueError) as error:
+        pytest.fail(f"PORTAL_TEST_ORTHANC={TEST_ORTHANC}: {error}", pytrace=False)
+    return source
+
+
+@pytest.fixture(scope="session")
+def orthanc(
+    orthanc_source: debian.Source, postgres: PostgresCluster | None, pytestconfig: pytest.Config
+) -> Iterator[OrthancServer]:
+    """The session's Orthanc; `orthanc.versions` says which generation tests are talking to."""
     index = None
     if postgres is not None:
         postgres.create_database("orthanc")
         index = PostgresIndex("127.0.0.1", postgres.port, "orthanc", "postgres")
-    server = OrthancServer(
-        work_dir=Path(tempfile.mkdtemp(prefix="pacsportal-orthanc-")),
-        http_port=free_port(),
-        user=settings.ORTHANC_USER,
-        password=settings.ORTHANC_PASSWORD,
-        postgres=index,
-        verbose=True,
-    )
+    server = new_orthanc(orthanc_source, postgres=index, verbose=True)
     try:
         server.start()
-    except OrthancNotInstalled as error:
+    except (OrthancNotInstalled, OrthancStartError) as error:
+        server.stop()
         pytest.fail(str(error), pytrace=False)
+    pytestconfig.stash[SESSION_ORTHANC] = server
     settings.ORTHANC_URL = server.url
     settings.ORTHANC_HTTP_PORT = server.http_port
     call_command("load_demo", slices=DEMO_SLICES, stdout=io.StringIO())
     yield server
     server.stop()
     shutil.rmtree(server.work_dir, ignore_errors=True)
+
+
+def new_orthanc(
+    source: debian.Source, postgres: PostgresIndex | None = None, verbose: bool = False
+) -> OrthancServer:
+    """An Orthanc of the source's generation, not started; it dies with the test process."""
+    # Under chroot, Orthanc's files must be inside the root filesystem.
+    parent = source.rootfs / "tmp" if source.rootfs else None
+    return OrthancServer(
+        work_dir=Path(tempfile.mkdtemp(prefix="pacsportal-orthanc-", dir=parent)),
+        http_port=free_port(),
+        user=settings.ORTHANC_USER,
+        password=settings.ORTHANC_PASSWORD,
+        rootfs=source.rootfs,
+        postgres=postgres,
+        verbose=verbose,
+        die_with_parent=True,
+    )
 
 
 @pytest.fixture(autouse=True)

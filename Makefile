@@ -10,10 +10,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-RUN_PACKAGES := orthanc orthanc-dicomweb orthanc-postgresql python3-venv
+RUN_PACKAGES := orthanc orthanc-dicomweb orthanc-postgresql python3-venv nginx
 TEST_PACKAGES := $(RUN_PACKAGES) postgresql chromium debootstrap
 # Each pass appends the versions its Orthanc reported; the last line of `make test` shows them.
 VERSIONS_REPORT := test-artifacts/orthanc-versions.txt
+# What runs through both doors (gunicorn alone, and nginx in front of it).
+FRONT_TESTS := tests/test_proxy_roles.py tests/test_attribution.py tests/test_viewer_e2e.py \
+	tests/test_proxy_corpus.py tests/test_live_sessions.py tests/test_audit_live.py tests/test_proxy_dicomweb_client.py
 
 .PHONY: run test lint bench system-run system-test orthanc-other clean help
 
@@ -71,6 +74,8 @@ test: system-test $(VENV)/.test-installed lint orthanc-other
 	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) $(PY) -m pytest
 	@echo "== tests on PostgreSQL, same Orthanc, its index in PostgreSQL too =="
 	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) PORTAL_TEST_DATABASE=postgresql $(PY) -m pytest -m "not browser"
+	@echo "== the live tests through the portal's nginx (nginx streams the reads after Django's decision) =="
+	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) PORTAL_TEST_DOOR=nginx $(PY) -m pytest -m "live or browser" $(FRONT_TESTS)
 	@echo "== tests that use Orthanc, on SQLite, $$($(PYTHON) -m orthanc.debian describe other) =="
 	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) PORTAL_TEST_ORTHANC=other $(PY) -m pytest -m "orthanc or live or browser"
 	@echo "== the other Orthanc with its index in PostgreSQL =="

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,3 +214,23 @@ def write_private(path: Path, text: str) -> None:
     with os.fdopen(descriptor, "w") as secret:
         secret.write(text)
     os.chmod(path, 0o600)
+
+
+def from_settings(port: int, socket_path: Path) -> Front:
+    """The front of `manage.py serve`: nginx on `port`, gunicorn behind it on `socket_path`."""
+    from django.conf import settings
+
+    orthanc = urllib.parse.urlsplit(settings.ORTHANC_URL)
+    return Front(
+        work_dir=settings.VAR_DIR / "nginx",
+        port=port,
+        portal_upstream=f"unix:{socket_path}",
+        orthanc_upstream=orthanc.netloc,
+        orthanc_user=settings.ORTHANC_USER,
+        orthanc_password=settings.ORTHANC_PASSWORD,
+        tls_cert=os.environ.get("TLS_CERT_FILE", ""),
+        tls_key=os.environ.get("TLS_KEY_FILE", ""),
+        decision_seconds=settings.NGINX_DECISION_SECONDS,
+        max_body=settings.NGINX_MAX_BODY,
+        read_timeout=settings.ORTHANC_READ_TIMEOUT,
+    )

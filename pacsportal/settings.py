@@ -8,6 +8,7 @@ Orthanc under `var/`, with the secrets `make run` generated into
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -158,6 +159,17 @@ LOGOUT_REDIRECT_URL = "login"
 # Every /pacs and /pacs-admin request is audited. Not an environment variable on
 # purpose: only the benchmark's own settings module turns it off, to measure it.
 AUDIT_PROXY_REQUESTS = True
+# The front: nginx is the only listener under `manage.py serve` (gunicorn moves
+# to a unix socket behind it); "none" lets gunicorn face clients (development).
+PORTAL_FRONT = env_str("PORTAL_FRONT", "nginx")
+if PORTAL_FRONT not in ("nginx", "none"):
+    raise ImproperlyConfigured(f"PORTAL_FRONT={PORTAL_FRONT!r}: use nginx or none")
+# Seconds nginx may reuse a decision for the same credential and study (0: ask every time).
+NGINX_DECISION_SECONDS = env_int("NGINX_DECISION_SECONDS", 5, minimum=0, maximum=5)
+NGINX_MAX_BODY = env_str("NGINX_MAX_BODY", "4g")
+if not re.fullmatch(r"[0-9]+[kmg]?", NGINX_MAX_BODY):
+    raise ImproperlyConfigured(f"NGINX_MAX_BODY={NGINX_MAX_BODY!r}: a size such as 4g or 500m")
+
 # Reads are recorded once per user, credential, address, patient, study and
 # action in each bucket of this many seconds (IHE ATNA's study-level access).
 AUDIT_BUCKET_SECONDS = env_int("AUDIT_BUCKET_SECONDS", 300, minimum=1, maximum=3600)

@@ -49,6 +49,7 @@ def test_it_serves_the_portal_with_orthanc_and_stops_both_on_ctrl_c(tmp_path: Pa
     try:
         health = wait_for(f"http://127.0.0.1:{env['PORT']}/healthz", serve)
         assert health.json()["orthanc"] == "ok"
+        assert health.headers["Server"] == "nginx"  # the only listener; gunicorn is on a socket
         orthanc_pid = int((tmp_path / "orthanc" / "orthanc.pid").read_text())
         assert _is_orthanc(orthanc_pid)
     finally:
@@ -57,6 +58,7 @@ def test_it_serves_the_portal_with_orthanc_and_stops_both_on_ctrl_c(tmp_path: Pa
     assert serve.returncode == 0, output
     assert "Loaded 10 demo instances" in output
     assert "Orthanc stopped." in output
+    assert "nginx is the front on port" in output
     assert not _is_orthanc(orthanc_pid)
 
     again = subprocess.run([*manage, "ensure_admin"], cwd=REPO, env=env, text=True, capture_output=True)
@@ -97,7 +99,8 @@ def test_it_restarts_orthanc_killed_under_serve_and_the_portal_stays_up(tmp_path
         assert wait_for(health_url, serve).json()["orthanc"] == "ok"
         pid_file = tmp_path / "orthanc" / "orthanc.pid"
         killed = int(pid_file.read_text())
-        gunicorn = children(serve.pid) - {killed}
+        nginx = int((tmp_path / "nginx" / "nginx.pid").read_text())
+        gunicorn = children(serve.pid) - {killed, nginx}
         assert len(gunicorn) == 1
         os.kill(killed, signal.SIGKILL)
         killed_at = time.monotonic()
@@ -113,7 +116,7 @@ def test_it_restarts_orthanc_killed_under_serve_and_the_portal_stays_up(tmp_path
         assert back_after < 10
         assert serve.poll() is None
         # The same gunicorn master serves on: only Orthanc was restarted.
-        assert children(serve.pid) - {int(pid_file.read_text())} == gunicorn
+        assert children(serve.pid) - {int(pid_file.read_text()), nginx} == gunicorn
         print(f"\nOrthanc back {back_after:.1f} s after SIGKILL; /healthz answers: {states}")
     finally:
         serve.send_signal(signal.SIGINT)

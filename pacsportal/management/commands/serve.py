@@ -2,16 +2,20 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from orthanc import server as orthanc_server
+from pacsportal import front
 from pacsportal.localenv import BASE_DIR
 
 # Seconds before restarting a dead Orthanc: the first wait, and the longest.
@@ -42,25 +46,61 @@ class Command(BaseCommand):
     def serve(self, server: orthanc_server.OrthancServer) -> None:
         scheme = "https" if os.environ.get("TLS_CERT_FILE") else "http"
         port = os.environ.get("PORT", "8000")
+        environment, nginx = dict(os.environ), None
+        if settings.PORTAL_FRONT == "nginx":
+            sockets = settings.VAR_DIR / "run"
+            sockets.mkdir(mode=0o700, exist_ok=True)
+            nginx = front.from_settings(int(port), sockets / "gunicorn.sock")
+            # Only nginx reaches the socket, and it sets X-Forwarded-Proto itself.
+            environment.update(
+                GUNICORN_BIND=f"unix:{sockets / 'gunicorn.sock'}", TRUST_PROXY_SSL_HEADER="true"
+            )
         gunicorn = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(BASE_DIR / "gunicorn.conf.py"), "pacsportal.wsgi"],
             cwd=BASE_DIR,
+            env=environment,
         )
+        if nginx is not None:
+            try:
+                # gunicorn first: nginx must never answer 502 for a portal still booting.
+                wait_for_socket(sockets / "gunicorn.sock", gunicorn)
+                nginx.start()
+            except (front.FrontNotInstalled, front.FrontStartError) as error:
+                gunicorn.terminate()
+                gunicorn.wait()
+                raise CommandError(str(error)) from None
+            self.stdout.write(f"nginx is the front on port {port} (log: {nginx.log_path})")
         self.stdout.write(self.style.SUCCESS(f"Portal: {scheme}://127.0.0.1:{port}/  (Ctrl-C stops it)"))
         self.stdout.flush()
+        try:
+            self.run_until_stopped(server, gunicorn, nginx)
+        finally:
+            if nginx is not None:
+                nginx.stop()
 
+    def run_until_stopped(
+        self,
+        server: orthanc_server.OrthancServer,
+        gunicorn: subprocess.Popen[bytes],
+        nginx: front.Front | None,
+    ) -> None:
         def forward(signum: int, frame: FrameType | None) -> None:
             gunicorn.send_signal(signal.SIGTERM)
 
         signal.signal(signal.SIGINT, forward)
         signal.signal(signal.SIGTERM, forward)
-        code = self.supervise(server, gunicorn)
+        code = self.supervise(server, gunicorn, nginx)
         if code not in (0, -signal.SIGTERM):
             raise CommandError(f"gunicorn exited with {code}")
         self.stdout.write("Portal stopped.")
 
-    def supervise(self, server: orthanc_server.OrthancServer, gunicorn: subprocess.Popen[bytes]) -> int:
-        """Wait for gunicorn to end, restarting Orthanc whenever it dies meanwhile.
+    def supervise(
+        self,
+        server: orthanc_server.OrthancServer,
+        gunicorn: subprocess.Popen[bytes],
+        nginx: front.Front | None,
+    ) -> int:
+        """Wait for gunicorn to end, restarting Orthanc (and nginx) whenever one dies meanwhile.
 
         The portal answers 502 while Orthanc is down; restarts back off from 1 s
         to 30 s while Orthanc keeps dying, and reset once it has stayed up a minute.
@@ -71,6 +111,9 @@ class Command(BaseCommand):
                 return gunicorn.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 pass
+            if nginx is not None and nginx.process is not None and nginx.process.poll() is not None:
+                self.stderr.write(f"nginx exited with {nginx.process.returncode}; restarting it")
+                nginx.start()
             if server.process is None or server.process.poll() is None:
                 continue
             code = server.process.returncode
@@ -88,3 +131,15 @@ class Command(BaseCommand):
                 continue
             up_since = time.monotonic()
             self.stdout.write(f"Orthanc is up again on {server.url}")
+
+
+def wait_for_socket(path: Path, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise front.FrontStartError(f"gunicorn exited with {process.returncode} before listening")
+        with socket.socket(socket.AF_UNIX) as probe:
+            if probe.connect_ex(str(path)) == 0:
+                return
+        time.sleep(0.1)
+    raise front.FrontStartError(f"gunicorn did not listen on {path} within {timeout:.0f} s")

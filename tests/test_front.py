@@ -1,0 +1,314 @@
+"""nginx in front: Django decides, nginx streams the reads. Through real HTTP, nginx, gunicorn, Orthanc."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from orthanc import demo
+from orthanc.server import OrthancServer
+from tests.conftest import start_portal
+from tests.dicom import stow_body, unique_ct_instance
+from tests.services import LivePortal, PostgresCluster, require_binary
+from tests.test_viewer_tls import certificate  # noqa: F401  (the module's self-signed certificate)
+
+pytestmark = pytest.mark.live
+STUDY = demo.DEMO_CT_STUDY_UID
+SERIES = demo.DEMO_CT_SERIES_UID
+FRAME_ACCEPT = "multipart/related; type=application/octet-stream"
+BROWSER = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}
+
+
+@pytest.fixture(scope="module")
+def fronted(orthanc: OrthancServer, postgres: PostgresCluster | None) -> Iterator[LivePortal]:
+    portal = start_portal("fronted", orthanc.url, orthanc, postgres, front=True, WEB_WORKERS="2")
+    yield portal
+    portal.stop()
+
+
+def sops(orthanc: OrthancServer) -> list[str]:
+    instances = requests.get(
+        f"{orthanc.url}/dicom-web/studies/{STUDY}/series/{SERIES}/instances",
+        auth=(orthanc.user, orthanc.password),
+        timeout=30,
+    ).json()
+    return [item["00080018"]["Value"][0] for item in instances]
+
+
+def frame_url(portal: LivePortal, sop: str) -> str:
+    return f"{portal.url}/pacs/dicom-web/studies/{STUDY}/series/{SERIES}/instances/{sop}/frames/1"
+
+
+def decisions_asked(portal: LivePortal) -> int:
+    return portal.log_path.read_text().count("/_front/decide/pacs")
+
+
+def nginx_lines(portal: LivePortal) -> list[dict[str, object]]:
+    path = portal.front.access_log_path  # type: ignore[attr-defined]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_it_streams_frames_from_orthanc_after_one_decision_per_study(
+    fronted: LivePortal, orthanc: OrthancServer
+) -> None:
+    session = fronted.login("alice")
+    start, asked = fronted.last_audit_id(), decisions_asked(fronted)
+    frames = sops(orthanc)[:20]
+    for sop in frames:
+        response = session.get(
+            frame_url(fronted, sop), headers={**BROWSER, "Accept": FRAME_ACCEPT}, timeout=30
+        )
+        assert response.status_code == 200
+        assert response.headers["Cache-Control"] == "no-store, private"
+        assert response.headers["Server"] == "nginx"
+        assert "Set-Cookie" not in response.headers
+    # One decision for the study (two if a minute began meanwhile); Python moved no frame.
+    assert decisions_asked(fronted) - asked <= 2
+    served = [line for line in nginx_lines(fronted) if "/frames/1" in str(line["path"])]
+    assert len(served) >= 20
+    assert {line["user"] for line in served[-20:]} == {"alice (session)"}
+    rows = [row for row in fronted.audit_events(start) if row["action"] == "retrieve"]
+    assert [(row["patient_id"], row["study_uid"], row["credential"]) for row in rows] == [
+        ("DEMO-CT-0001", STUDY, "session")
+    ]
+    assert str(rows[0]["path"]).startswith(f"/pacs/dicom-web/studies/{STUDY}/series/")
+
+
+def test_it_answers_refusals_as_django_wrote_them_and_records_each_once(fronted: LivePortal) -> None:
+    start = fronted.last_audit_id()
+    anonymous = requests.get(f"{fronted.url}/pacs/dicom-web/studies", timeout=30)
+    assert anonymous.status_code == 401
+    assert anonymous.json() == {"error": "authentication required", "status": 401}
+    assert anonymous.headers["WWW-Authenticate"].startswith("Basic")
+    eve = requests.get(
+        f"{fronted.url}/pacs/dicom-web/studies", auth=("eve", fronted.passwords["eve"]), timeout=30
+    )
+    assert (eve.status_code, eve.json()["error"]) == (403, "your account may not do this")
+    dots = requests.get(
+        f"{fronted.url}/pacs/dicom-web/studies/.../{STUDY}/metadata",
+        auth=("alice", fronted.passwords["alice"]),
+        timeout=30,
+    )
+    assert dots.status_code == 400 and "dots" in dots.json()["error"]
+    unknown = requests.get(
+        f"{fronted.url}/pacs/dicom-web/studies/1.2.3.4.5/metadata",
+        auth=("alice", fronted.passwords["alice"]),
+        headers={"Accept": "text/html"},
+        timeout=30,
+    )
+    assert unknown.status_code == 404 and unknown.headers["Content-Type"].startswith("text/html")
+    rows = [(row["username"], row["status"]) for row in fronted.audit_events(start)]
+    assert rows == [("", 401), ("eve", 403), ("alice", 400), ("alice", 404)]
+
+
+def test_it_words_orthancs_own_errors_like_the_django_door(
+    fronted: LivePortal, orthanc: OrthancServer
+) -> None:
+    sop = sops(orthanc)[0]
+    url = frame_url(fronted, sop).replace("/frames/1", "/frames/999")
+    alice = ("alice", fronted.passwords["alice"])
+    answer = requests.get(url, auth=alice, headers={"Accept": FRAME_ACCEPT}, timeout=30)
+    assert answer.status_code in (400, 404)
+    assert answer.headers["Content-Type"] == "application/json"
+    assert set(answer.json()) == {"error", "status"}
+    assert "OrthancError" not in answer.text
+    html = requests.get(url, auth=alice, headers={"Accept": "text/html"}, timeout=30)
+    assert html.headers["Content-Type"].startswith("text/html")
+
+
+def test_it_keeps_the_decision_endpoint_to_itself(fronted: LivePortal) -> None:
+    probe = requests.get(
+        f"{fronted.url}/_front/decide/pacs",
+        headers={"X-Original-URI": f"/pacs/dicom-web/studies/{STUDY}/metadata", "X-Original-Method": "GET"},
+        auth=("alice", fronted.passwords["alice"]),
+        timeout=30,
+    )
+    assert probe.status_code == 404
+
+
+def test_it_keeps_the_decision_cache_in_memory(fronted: LivePortal) -> None:
+    cache = fronted.front.decision_cache  # type: ignore[attr-defined]
+    assert cache.is_dir()
+    mounts = {line.split()[1]: line.split()[2] for line in Path("/proc/mounts").read_text().splitlines()}
+    assert mounts.get(str(cache.parent)) == "tmpfs"
+    assert str(cache) in (fronted.work_dir / "nginx" / "pacsportal.conf").read_text()
+
+
+def logout(portal: LivePortal, username: str, session: requests.Session) -> None:
+    session.post(
+        f"{portal.url}/accounts/logout/",
+        data={"csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{portal.url}/portal/"},
+        timeout=10,
+    )
+
+
+def deactivate(portal: LivePortal, username: str, session: requests.Session) -> None:
+    portal.manage(
+        "shell",
+        "-c",
+        f"from django.contrib.auth.models import User; User.objects.filter(username='{username}').update(is_active=False)",
+    )
+
+
+def remove_groups(portal: LivePortal, username: str, session: requests.Session) -> None:
+    portal.manage(
+        "shell",
+        "-c",
+        f"from django.contrib.auth.models import User; User.objects.get(username='{username}').groups.clear()",
+    )
+
+
+def change_password(portal: LivePortal, username: str, session: requests.Session) -> None:
+    portal.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; "
+        f"u = User.objects.get(username='{username}'); u.set_password('another long password 42'); u.save()",
+    )
+
+
+# Seconds after which a read must be refused: the decision cache (5 s), plus, for a
+# group change, each worker's permission cache (accounts/permissions.py, 10 s).
+@pytest.mark.parametrize(
+    ("revoke", "limit"),
+    [(logout, 5.5), (deactivate, 5.5), (change_password, 5.5), (remove_groups, 15.5)],
+    ids=["logout", "deactivate", "password-change", "group-removal"],
+)
+def test_revocation_stops_reads_within_the_cache_lifetime(
+    fronted: LivePortal,
+    orthanc: OrthancServer,
+    revoke: Callable[[LivePortal, str, requests.Session], None],
+    limit: float,
+) -> None:
+    username = f"rev-{revoke.__name__.replace('_', '-')}"
+    fronted.add_user(username, "clinician")
+    session = fronted.login(username)
+    replay = requests.Session()
+    replay.cookies.update(dict(session.cookies))
+    url = frame_url(fronted, sops(orthanc)[0])
+    headers = {**BROWSER, "Accept": FRAME_ACCEPT}
+    assert replay.get(url, headers=headers, timeout=30).status_code == 200
+    revoke(fronted, username, session)
+    revoked_at = time.monotonic()
+    while replay.get(url, headers=headers, timeout=30).status_code == 200:
+        assert time.monotonic() - revoked_at < limit, f"still served {limit} s after the revocation"
+        time.sleep(0.2)
+    assert replay.get(url, headers=headers, timeout=30).status_code in (401, 403)
+
+
+def test_stow_goes_to_django_and_is_checked(fronted: LivePortal) -> None:
+    data, _, _ = unique_ct_instance(label="front-stow")
+    body, content_type = stow_body([data, b"not dicom"])
+    response = requests.post(
+        f"{fronted.url}/pacs/dicom-web/studies",
+        data=body,
+        headers={"Content-Type": content_type, "Accept": "application/dicom+json", "Expect": ""},
+        auth=("bob", fronted.passwords["bob"]),
+        timeout=60,
+    )
+    assert response.status_code == 202
+    assert len(response.json()["00081198"]["Value"]) == 1
+
+
+def half_sent_requests(port: int, count: int, stop: threading.Event) -> None:
+    sockets = []
+    for _ in range(count):
+        held = socket.create_connection(("127.0.0.1", port), timeout=5)
+        held.sendall(b"GET /portal/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        sockets.append(held)
+    while not stop.wait(5):
+        for held in sockets:
+            with contextlib.suppress(OSError):
+                held.sendall(b"a")  # a byte now and then: the connection stays half-sent
+    for held in sockets:
+        held.close()
+
+
+def test_slow_clients_cost_nginx_not_gunicorn(fronted: LivePortal, orthanc: OrthancServer) -> None:
+    stop = threading.Event()
+    attacker = threading.Thread(target=half_sent_requests, args=(fronted.port, 64, stop), daemon=True)
+    attacker.start()
+    slowest, frames = 0.0, 0
+    session = fronted.login("alice")
+    instances = sops(orthanc)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            assert requests.get(f"{fronted.url}/healthz", timeout=5).status_code == 200
+            slowest = max(slowest, time.monotonic() - started)
+            response = session.get(
+                frame_url(fronted, instances[frames % len(instances)]),
+                headers={**BROWSER, "Accept": FRAME_ACCEPT},
+                timeout=10,
+            )
+            assert response.status_code == 200
+            frames += 1
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        attacker.join(10)
+    print(f"\n64 half-sent requests for 30 s: slowest /healthz {slowest * 1000:.0f} ms, {frames} frames read")
+    assert slowest < 1.0
+
+
+@pytest.fixture(scope="module")
+def tls_fronted(
+    certificate: tuple[Path, Path],  # noqa: F811
+    orthanc: OrthancServer,
+    postgres: PostgresCluster | None,
+) -> Iterator[LivePortal]:
+    cert, key = certificate
+    portal = start_portal(
+        "tls_fronted",
+        orthanc.url,
+        orthanc,
+        postgres,
+        front=True,
+        TLS_CERT_FILE=str(cert),
+        TLS_KEY_FILE=str(key),
+        PORTAL_HTTPS="true",
+    )
+    yield portal
+    portal.stop()
+
+
+def test_it_terminates_tls_and_speaks_http2(tls_fronted: LivePortal) -> None:
+    assert tls_fronted.url.startswith("https://")
+    result = subprocess.run(
+        [
+            require_binary("curl", "apt-get install curl"),
+            "-s",
+            "--http2",
+            "--cacert",
+            tls_fronted.env["TLS_CERT_FILE"],
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+            f"{tls_fronted.url}/healthz",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.stdout == "2 200", result
+    secure = requests.get(
+        f"{tls_fronted.url}/pacs/dicom-web/studies?PatientID=DEMO-CT-0001",
+        auth=("alice", tls_fronted.passwords["alice"]),
+        verify=tls_fronted.verify,
+        timeout=30,
+    )
+    assert secure.status_code == 200
+    retrieve_url = secure.json()[0]["00081190"]["Value"][0]
+    assert retrieve_url.startswith(f"{tls_fronted.url}/pacs/dicom-web/studies/")

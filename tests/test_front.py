@@ -152,11 +152,14 @@ def logout(portal: LivePortal, username: str, session: requests.Session) -> None
     )
 
 
+USERS = "from django.contrib.auth.models import User; "
+
+
 def deactivate(portal: LivePortal, username: str, session: requests.Session) -> None:
     portal.manage(
         "shell",
         "-c",
-        f"from django.contrib.auth.models import User; User.objects.filter(username='{username}').update(is_active=False)",
+        USERS + f"User.objects.filter(username='{username}').update(is_active=False)",
     )
 
 
@@ -164,7 +167,7 @@ def remove_groups(portal: LivePortal, username: str, session: requests.Session) 
     portal.manage(
         "shell",
         "-c",
-        f"from django.contrib.auth.models import User; User.objects.get(username='{username}').groups.clear()",
+        USERS + f"User.objects.get(username='{username}').groups.clear()",
     )
 
 

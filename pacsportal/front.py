@@ -117,7 +117,8 @@ class Front:
             "NGINX_LISTEN": listen,
             "NGINX_TLS": tls,
             "NGINX_MAX_BODY": self.max_body,
-            "NGINX_DECISION_SECONDS": str(self.decision_seconds),
+            # nginx keeps cache entries by whole seconds, one more than asked at worst.
+            "NGINX_DECISION_SECONDS": str(max(self.decision_seconds - 1, 0)),
             "NGINX_DECISION_CACHE": str(self.decision_cache),
             "NGINX_SECRETS_DIR": str(self.work_dir / "secrets"),
             "ORTHANC_READ_TIMEOUT": str(self.read_timeout),

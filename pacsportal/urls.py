@@ -26,6 +26,7 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("pacs/<path:path>", proxy_views.pacs, name="pacs"),
     path("_front/decide/<str:mount>", proxy_views.front_decision, name="front-decision"),
+    path("_front/refusal", proxy_views.front_refusal_page, name="front-refusal"),
     path("pacs-admin/", proxy_views.pacs_admin, name="pacs-admin"),
     path("pacs-admin/<path:path>", proxy_views.pacs_admin, name="pacs-admin-path"),
     path("", include("viewer.urls")),

@@ -353,7 +353,7 @@ class OrthancProxyView(ProxyView):
                     "credential": decision.identity.credential,
                     "client": client_ip(request),
                     "method": request.method,
-                    "path": request.path,
+                    "path": getattr(getattr(request, "pacs_original", None), "path", request.path),
                     "status": status,
                     "bytes": sent,
                     "ms": round((time.monotonic() - self.started) * 1000, 1),
@@ -652,16 +652,52 @@ def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
     door.started = time.monotonic()
     try:
         decision = decide(request, rules.PACS, path, original=original)
-    except DatabaseError:
-        return HttpResponse(status=403)
+    except DatabaseError as error:
+        logger.error("database unavailable: %s", error)
+        return front_refusal(503, "the portal's database is not available")
+    if decision.identity.is_authenticated:
+        request.user = decision.identity.user
     if not decision.allowed:
-        return HttpResponse(status=401 if decision.status == 401 else 403)
-    request.user = decision.identity.user
+        refusal = door.refused(request, decision)  # recorded here, once; nginx has Django word it
+        return front_refusal(refusal.status_code, decision.reason, decision.allow)
     if not door.record_read(request, decision):
-        return HttpResponse(status=403)
+        return front_refusal(503, "the access could not be audited, so it was refused")
     response = HttpResponse(status=204)
     response["X-Pacs-Target"] = decision.target
     response["X-Pacs-User"] = f"{decision.identity.user.get_username()} ({decision.identity.credential})"
+    return response
+
+
+def front_refusal(status: int, reason: str, allow: str = "") -> HttpResponse:
+    """A refusal for nginx: 401 or 403 (all auth_request passes on), the real status in headers."""
+    response = HttpResponse(status=401 if status == 401 else 403)
+    response["X-Pacs-Status"] = str(status)
+    response["X-Pacs-Reason"] = reason.encode("ascii", "replace").decode()
+    if allow:
+        response["X-Pacs-Allow"] = allow
+    return response
+
+
+@login_not_required
+@never_cache
+def front_refusal_page(request: HttpRequest) -> HttpResponse:
+    """The answer to a refusal nginx met, worded as the Django door words its own.
+
+    Reached only through nginx's internal @pacs_refusal location: either the
+    decision refused (and recorded it), or Orthanc itself answered 401 or 403.
+    """
+    status = request.META.get("HTTP_X_PACS_STATUS", "")
+    if not status.isdigit():
+        upstream = request.META.get("HTTP_X_PACS_UPSTREAM_STATUS", "").split(",")[-1].strip()
+        if upstream == "401":
+            return errors.response(request, 502, "the archive refused the portal's service credential")
+        return errors.response(request, 403, "the archive refused the request")
+    code, reason = int(status), request.META.get("HTTP_X_PACS_REASON", "refused")
+    if code == 401:
+        return errors.unauthorized(request, reason)
+    response = errors.response(request, code, reason)
+    if request.META.get("HTTP_X_PACS_ALLOW"):
+        response["Allow"] = request.META["HTTP_X_PACS_ALLOW"]
     return response
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -110,6 +111,16 @@ def test_it_audits_a_hostile_path_even_with_a_nul_in_it(live_portal: LivePortal)
         {"Authorization": rawhttp.basic("alice", live_portal.passwords["alice"])},
     )
     assert rawhttp.send(live_portal.port, raw) == 400
+    front = getattr(live_portal, "front", None)
+    if front is not None:
+        # nginx refuses a NUL in the request line itself: the request never reaches
+        # Django, and nginx's access log is its record.
+        assert live_portal.audit_events(start) == []
+        deadline = time.monotonic() + 5  # nginx writes its log line once the answer is sent
+        while '"path":"","status":400' not in front.access_log_path.read_text():
+            assert time.monotonic() < deadline, "nginx did not log the refused request"
+            time.sleep(0.1)
+        return
     (event,) = live_portal.audit_events(start)
     assert (event["action"], event["status"], event["username"]) == ("retrieve", 400, "alice")
     assert event["path"] == "/pacs/dicom-web/studies/\ufffd"
@@ -142,10 +153,10 @@ def test_two_workers_opening_one_study_at_once_write_one_row_per_bucket(
     buckets = {bucket_of(event) for event in rows}
     assert len(rows) == len(buckets) <= 2, rows  # one row per bucket (two if the test straddled one)
     assert {(event["patient_id"], event["study_uid"]) for event in rows} == {("DEMO-CT-0001", STUDY)}
-    served_by = {
-        line["pid"] for line in access_lines(portal) if line["path"] == url.split(str(portal.port))[1]
-    }
-    assert len(served_by) == 2, "both workers should have served some of the requests"
+    if getattr(portal, "front", None) is None:  # through nginx, only the decisions reach the workers
+        path = url.split(str(portal.port))[1]
+        served_by = {line["pid"] for line in access_lines(portal) if line["path"] == path}
+        assert len(served_by) == 2, "both workers should have served some of the requests"
 
 
 def bucket_of(event: dict[str, object]) -> int:

@@ -11,6 +11,7 @@ writes them to JSON.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -34,7 +35,9 @@ sys.path.insert(0, str(REPO))
 
 from orthanc import demo  # noqa: E402
 from orthanc.server import OrthancServer  # noqa: E402
+from pacsportal.front import nginx_binary  # noqa: E402
 from tests.dicom import stow_body, write_large_stow_body  # noqa: E402
+from tests.front import start_front  # noqa: E402
 from tests.services import LivePortal, PostgresCluster, free_port  # noqa: E402
 
 FRAME_ACCEPT = "multipart/related; type=application/octet-stream"
@@ -74,8 +77,11 @@ class Usage:
 
     TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, portal: LivePortal | None, orthanc_pid: int) -> None:
-        self.pids = portal.worker_pids() if portal else []
+    def __init__(
+        self, portal: LivePortal | None, orthanc_pid: int, front_pids: list[int] | None = None
+    ) -> None:
+        # The portal's cost is its gunicorn workers' and, in front of them, nginx's.
+        self.pids = (portal.worker_pids() if portal else []) + (front_pids or [])
         self.orthanc_pid = orthanc_pid
         self.start = {}
         for pid in self.pids:
@@ -204,6 +210,64 @@ class Door:
         return self.host + self.prefix
 
 
+def front_pids(door: Door) -> list[int]:
+    front = getattr(door.portal, "front", None) if door.portal else None
+    if front is None or front.process is None:
+        return []
+    master = front.process.pid
+    return [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
+
+class Recipe:
+    """OHIF's "Nginx + Image Archive" recipe as a door: plain nginx, its /pacs location as
+    the recipe writes it (`../shared/seed-ohif-nginx-recipe.txt`, its nginx.conf), no
+    accounts, no audit. Only the Orthanc credential is added: this Orthanc requires one."""
+
+    def __init__(self, work: Path, port: int, orthanc: OrthancServer) -> None:
+        self.work, self.port, self.orthanc = work, port, orthanc
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        token = base64.b64encode(f"{self.orthanc.user}:{self.orthanc.password}".encode()).decode()
+        user = "user root root;" if os.geteuid() == 0 else ""
+        (self.work / "nginx.conf").write_text(
+            f"{user} worker_processes 2; pid {self.work}/nginx.pid; error_log {self.work}/error.log; "
+            "daemon off; events { worker_connections 1024; } http { "
+            f"client_body_temp_path {self.work}/body; proxy_temp_path {self.work}/proxy; "
+            "access_log off; keepalive_timeout 65; keepalive_requests 100000; tcp_nopush on; tcp_nodelay on; "
+            f"server {{ listen {self.port}; location /pacs/ {{ proxy_http_version 1.1; "
+            "proxy_set_header Host $host; proxy_set_header X-Real-IP $remote_addr; "
+            "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
+            "proxy_set_header X-Forwarded-Proto $scheme; "
+            f'proxy_set_header Authorization "Basic {token}"; '
+            "expires 0; add_header Cache-Control private; "
+            f"proxy_pass {self.orthanc.url}/; }} }} }}\n"
+        )
+        self.process = subprocess.Popen(
+            [nginx_binary(), "-c", str(self.work / "nginx.conf"), "-p", str(self.work)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                requests.get(self.url, timeout=1)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("the recipe's nginx did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(20)
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -229,8 +293,13 @@ class Bench:
         self.portal_audit_off = self.start_portal(
             "portal-audit-off", {"DJANGO_SETTINGS_MODULE": "bench.settings_audit_off"}, database=self.portal
         )
+        # The Django door alone (gunicorn facing clients), as before nginx came in front.
+        self.portal_django = self.start_portal("portal-django", {}, database=self.portal, front=False)
+        self.recipe = Recipe(self.work / "recipe", free_port(), self.orthanc)
+        self.recipe.start()
         self.session = self.portal.login("alice")
         self.session_off = self.portal_audit_off.login("alice")
+        self.session_django = self.portal_django.login("alice")
         instances = requests.get(
             f"{self.orthanc.url}/dicom-web/studies/{demo.DEMO_CT_STUDY_UID}/series/{demo.DEMO_CT_SERIES_UID}/instances",
             auth=(self.orthanc.user, self.orthanc.password),
@@ -249,6 +318,7 @@ class Bench:
         extra: dict[str, str],
         database: LivePortal | None = None,
         database_url: str | None = None,
+        front: bool = True,
     ) -> LivePortal:
         work = self.work / name
         work.mkdir()
@@ -272,6 +342,8 @@ class Bench:
         }
         portal = LivePortal(env=env, work_dir=work)
         portal.manage("collectstatic", "--noinput", "-v0")
+        if front:
+            start_front(portal, self.orthanc, workers=2)  # as manage.py serve runs it
         if database is None:
             portal.manage("migrate", "--noinput", "-v0")
             portal.add_user("alice", "clinician")
@@ -281,12 +353,21 @@ class Bench:
         portal.start()
         return portal
 
-    def doors(self) -> tuple[Door, Door, Door]:
+    def doors(self) -> tuple[Door, Door, Door, Door, Door]:
         direct_auth = requests.auth._basic_auth_str(self.orthanc.user, self.orthanc.password)
         cookie = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
         cookie_off = "; ".join(f"{c.name}={c.value}" for c in self.session_off.cookies)
+        cookie_django = "; ".join(f"{c.name}={c.value}" for c in self.session_django.cookies)
         return (
             Door("direct", self.orthanc.url, "", {"Authorization": direct_auth}, None),
+            Door("recipe", self.recipe.url, "/pacs", {}, None),
+            Door(
+                "portal, Django door",
+                self.portal_django.url,
+                "/pacs",
+                {"Cookie": cookie_django},
+                self.portal_django,
+            ),
             Door("portal", self.portal.url, "/pacs", {"Cookie": cookie}, self.portal),
             Door(
                 "portal, audit off",
@@ -305,7 +386,7 @@ class Bench:
         runs: dict[str, list[Result]] = {door.name: [] for door in doors}
         for _ in range(self.args.repeats):
             for door in doors:
-                usage = Usage(door.portal, self.orthanc_pid)
+                usage = Usage(door.portal, self.orthanc_pid, front_pids(door))
                 result = measure(door)
                 usage.add_to(result)
                 runs[door.name].append(result)
@@ -317,7 +398,7 @@ class Bench:
 
     def run(self) -> None:
         seconds = self.args.seconds
-        direct, portal, audit_off = self.doors()
+        direct, recipe, django_door, portal, audit_off = self.doors()
 
         def frames(connections: int, door: Door) -> Result:
             paths = [door.prefix + path for path in self.frames]
@@ -330,11 +411,11 @@ class Bench:
                 door.host, [f"{door.prefix}/dicom-web/studies?limit=50"], 8, seconds, headers, self.work
             )
 
-        self.measure("frames, 1 conn", [direct, portal], partial(frames, 1))
-        self.measure("frames, 8 conn", [direct, portal, audit_off], partial(frames, 8))
-        self.measure("QIDO studies, 8 conn", [direct, portal], qido)
-        self.measure("series retrieve", [direct, portal], self.retrieve)
-        self.measure("STOW-RS", [direct, portal], self.stow)
+        self.measure("frames, 1 conn", [direct, recipe, portal], partial(frames, 1))
+        self.measure("frames, 8 conn", [direct, recipe, portal, audit_off, django_door], partial(frames, 8))
+        self.measure("QIDO studies, 8 conn", [direct, recipe, portal], qido)
+        self.measure("series retrieve", [direct, recipe, portal], self.retrieve)
+        self.measure("STOW-RS", [direct, recipe, portal], self.stow)
 
     def credentials(self, door: Door) -> tuple[Any, Any]:
         if door.portal is None:
@@ -412,9 +493,15 @@ class Bench:
         log(f"  viewer: {self.results['viewer']['portal']}")
 
     def stop(self) -> None:
-        for portal in (getattr(self, "portal", None), getattr(self, "portal_audit_off", None)):
+        for portal in (
+            getattr(self, "portal", None),
+            getattr(self, "portal_audit_off", None),
+            getattr(self, "portal_django", None),
+        ):
             if portal is not None:
                 portal.stop()
+        if getattr(self, "recipe", None) is not None:
+            self.recipe.stop()
         if getattr(self, "orthanc", None) is not None:
             self.orthanc.stop()
         if getattr(self, "postgres", None) is not None:
@@ -444,6 +531,10 @@ def report(results: dict[str, dict[str, Result]]) -> str:
     if "portal" in frames and "portal, audit off" in frames:
         cost = 1 - frames["portal"]["requests_per_s"] / frames["portal, audit off"]["requests_per_s"]
         lines.append(f"audit cost, frames at 8 connections: {100 * cost:.1f}% of requests/s")
+    for name, doors in results.items():
+        if "recipe" in doors and "portal" in doors and doors["recipe"].get("requests_per_s"):
+            share = doors["portal"]["requests_per_s"] / doors["recipe"]["requests_per_s"]
+            lines.append(f"{name}: portal/recipe {share:.2f} of requests/s")
     return "\n".join(lines)
 
 

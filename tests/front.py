@@ -9,7 +9,7 @@ from pacsportal.front import Front, FrontNotInstalled
 from tests.services import LivePortal
 
 
-def start_front(portal: LivePortal, orthanc: OrthancServer) -> Front:
+def start_front(portal: LivePortal, orthanc: OrthancServer, workers: int = 1) -> Front:
     """Render and start nginx on the portal's port; the portal then starts behind it."""
     socket_path = portal.work_dir / "gunicorn.sock"
     portal.env["GUNICORN_BIND"] = f"unix:{socket_path}"
@@ -23,7 +23,7 @@ def start_front(portal: LivePortal, orthanc: OrthancServer) -> Front:
         orthanc_password=orthanc.password,
         tls_cert=portal.env.get("TLS_CERT_FILE", ""),
         tls_key=portal.env.get("TLS_KEY_FILE", ""),
-        workers=1,
+        workers=workers,
     )
     try:
         front.start()

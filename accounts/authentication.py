@@ -30,10 +30,11 @@ from dataclasses import dataclass
 
 from axes.handlers.proxy import AxesProxyHandler
 from axes.helpers import get_credentials
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import DatabaseError
+from django.db import DatabaseError, connections, router
 from django.http import HttpRequest
 
 from accounts.clientip import client_ip
@@ -213,6 +214,44 @@ def still_valid(request: HttpRequest, entry: Remembered, username: str) -> Abstr
         return None
     if not hmac.compare_digest(user.password, entry.password_hash):
         return None
-    if not AxesProxyHandler.is_allowed(request, get_credentials(username)):
+    if locked_out(request, username):
         return None
     return user
+
+
+def locked_out(request: HttpRequest, username: str) -> bool:
+    """django-axes' own verdict, asked only when axes holds a failed attempt for this username
+    or this address: its check costs 0.45 ms of CPU per request (an aggregate built by the
+    ORM), the look for any attempt 0.05 ms. Without one, nothing can be locked out."""
+    if axes_counts_by_username_or_address() and not attempts_on_record(username, client_ip(request)):
+        return False
+    return not AxesProxyHandler.is_allowed(request, get_credentials(username))
+
+
+def axes_counts_by_username_or_address() -> bool:
+    """True when every lockout axes can reach needs a stored attempt naming the username or
+    the address, as with this portal's settings; anything else gets axes' full check."""
+    parameters = settings.AXES_LOCKOUT_PARAMETERS
+    return (
+        settings.AXES_HANDLER == "axes.handlers.database.AxesDatabaseHandler"
+        and not settings.AXES_IP_BLACKLIST
+        and settings.AXES_USERNAME_CALLABLE is None
+        and isinstance(parameters, list | tuple)
+        and all(
+            {"username", "ip_address"} & ({group} if isinstance(group, str) else set(group))
+            for group in parameters
+        )
+    )
+
+
+def attempts_on_record(username: str, address: str | None) -> bool:
+    connection = connections[router.db_for_read(AccessAttempt)]
+    quote = connection.ops.quote_name
+    # Identifiers come from axes' model, quoted; every value is a parameter.
+    meta = AccessAttempt._meta
+    table = quote(meta.db_table)
+    user_column, address_column = (quote(meta.get_field(name).column) for name in ("username", "ip_address"))
+    sql = f"SELECT 1 FROM {table} WHERE {user_column} = %s OR {address_column} = %s LIMIT 1"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [username, connection.ops.adapt_ipaddressfield_value(address)])
+        return cursor.fetchone() is not None

@@ -197,6 +197,37 @@ def test_it_forgets_a_remembered_password_when_its_user_is_locked_out(settings: 
     assert actions == [failed, failed, locked, failed, locked, failed]
 
 
+def test_it_asks_django_axes_only_when_it_holds_a_failed_attempt_for_the_username_or_address(
+    settings: Any,
+) -> None:
+    settings.AXES_FAILURE_LIMIT = 100
+    make_user("alice", "clinician")
+    make_user("mallory", "clinician")
+    identify(api_request(basic("alice", PASSWORD)))
+    with mock.patch.object(
+        authentication.AxesProxyHandler, "is_allowed", wraps=authentication.AxesProxyHandler.is_allowed
+    ) as asked:
+        identify(api_request(basic("alice", PASSWORD)))
+        assert asked.call_count == 0
+        elsewhere = api_request(basic("mallory", "wrong"))
+        elsewhere.META["REMOTE_ADDR"] = "192.0.2.7"
+        identify(elsewhere)  # another user's failure from another address: no bearing on alice here
+        assert identify(api_request(basic("alice", PASSWORD))).is_authenticated
+        assert asked.call_count == 1  # the failed attempt itself, in authenticate()
+        identify(api_request(basic("mallory", "wrong")))  # a failure from alice's address
+        assert identify(api_request(basic("alice", PASSWORD))).is_authenticated
+        assert asked.call_count == 3
+
+
+def test_it_always_asks_django_axes_when_it_counts_attempts_otherwise(settings: Any) -> None:
+    settings.AXES_LOCKOUT_PARAMETERS = [["user_agent"]]
+    make_user("alice", "clinician")
+    identify(api_request(basic("alice", PASSWORD)))
+    with mock.patch.object(authentication.AxesProxyHandler, "is_allowed", return_value=False) as asked:
+        assert not identify(api_request(basic("alice", PASSWORD))).is_authenticated
+        assert asked.call_count == 2  # the remembered pair's check, then authenticate()'s
+
+
 def test_it_hashes_every_wrong_password(settings: Any) -> None:
     settings.AXES_FAILURE_LIMIT = 100
     make_user("alice", "clinician")

@@ -422,6 +422,109 @@ class Bench:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
+# --- API clients (issue 15): HTTP Basic and an access token beside the session ---
+
+
+def create_token(portal: LivePortal, username: str) -> str:
+    """A read-only token made on the portal's token page, as its owner makes one."""
+    session = portal.login(username)
+    url = f"{portal.url}/accounts/tokens/"
+    session.get(url, timeout=30)
+    response = session.post(
+        url,
+        data={
+            "name": f"bench {secrets.token_hex(3)}",
+            "scope": "read",
+            "days": "1",
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
+        headers={"Referer": url},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return re.search(r"pacs_[0-9A-Za-z]{43}", response.text).group(0)  # type: ignore[union-attr]
+
+
+def api_clients(bench: Bench) -> None:
+    """QIDO and frames at 8 connections, and 100 QIDO requests in a row, with the session,
+    HTTP Basic (password) and a Bearer token; dicomweb-client retrieving the series with
+    the token against direct Orthanc. CPU per request from /proc, as everywhere."""
+    direct, portal, _ = bench.doors()
+    token = create_token(bench.portal, "alice")
+    basic = requests.auth._basic_auth_str("alice", bench.portal.passwords["alice"])
+    session = Door("session", portal.host, portal.prefix, portal.headers, portal.portal)
+    with_basic = Door("basic", portal.host, portal.prefix, {"Authorization": basic}, portal.portal)
+    with_token = Door(
+        "token", portal.host, portal.prefix, {"Authorization": f"Bearer {token}"}, portal.portal
+    )
+    doors = [session, with_basic, with_token]
+    qido_path = "/dicom-web/studies?limit=50"
+
+    def warm(door: Door) -> None:
+        # The first Basic request runs the password hasher; the measures are of the ones after it.
+        headers = {**door.headers, "Accept": "application/dicom+json"}
+        requests.get(f"{door.base}{qido_path}", headers=headers, timeout=60).raise_for_status()
+
+    def qido(door: Door) -> Result:
+        warm(door)
+        headers = {**door.headers, "Accept": "application/dicom+json"}
+        return wrk(door.host, [door.prefix + qido_path], 8, bench.args.seconds, headers, bench.work)
+
+    def frames(door: Door) -> Result:
+        warm(door)
+        paths = [door.prefix + path for path in bench.frames]
+        headers = {**door.headers, "Accept": FRAME_ACCEPT}
+        return wrk(door.host, paths, 8, bench.args.seconds, headers, bench.work)
+
+    def in_a_row(door: Door, count: int = 100) -> Result:
+        assert door.portal is not None
+        pids = door.portal.worker_pids()
+        with requests.Session() as http:
+            http.headers.update({**door.headers, "Accept": "application/dicom+json"})
+            started = sum(Usage.ticks(pid) for pid in pids)
+            http.get(f"{door.base}{qido_path}", timeout=60).raise_for_status()
+            first = sum(Usage.ticks(pid) for pid in pids)
+            began = time.perf_counter()
+            for _ in range(count):
+                http.get(f"{door.base}{qido_path}", timeout=60).raise_for_status()
+            seconds = time.perf_counter() - began
+            after = sum(Usage.ticks(pid) for pid in pids)
+        return {
+            "requests": count,
+            "requests_per_s": count / seconds,
+            "first_request_cpu_ms": (first - started) * Usage.TICK_MS,
+            "cpu_ms_per_request_after_first": (after - first) * Usage.TICK_MS / count,
+        }
+
+    def dicomweb_series(door: Door) -> Result:
+        from dicomweb_client.api import DICOMwebClient
+
+        client = DICOMwebClient(f"{door.base}/dicom-web", headers=door.headers)
+        started = time.perf_counter()
+        instances = client.retrieve_series(demo.DEMO_CT_STUDY_UID, demo.DEMO_CT_SERIES_UID)
+        seconds = time.perf_counter() - started
+        megabytes = sum(len(ds.PixelData) for ds in instances) / 1e6
+        return {
+            "instances": len(instances),
+            "seconds": seconds,
+            "mb_per_s": megabytes / seconds,
+            "megabytes": megabytes,
+        }
+
+    bench.measure("API clients: QIDO, 8 conn", [direct, *doors], qido)
+    bench.measure("API clients: frames, 8 conn", [direct, *doors], frames)
+    bench.measure("API clients: 100 QIDO in a row", doors, in_a_row)
+    bench.measure("API clients: dicomweb-client series", [direct, with_token], dicomweb_series)
+    for name, figures in list(bench.results.items()):
+        if name.startswith("API clients") and "session" in figures:
+            base = figures["session"]["requests_per_s"]
+            for door in ("basic", "token"):
+                figures[door]["requests_per_s_vs_session"] = round(figures[door]["requests_per_s"] / base, 2)
+
+
+# --- end of the API clients section ---
+
+
 RATIO_KEYS = {"requests_per_s": "higher", "mb_per_s": "higher", "p99_ms": "lower"}
 COUNTS = {"requests", "megabytes"}
 
@@ -464,6 +567,7 @@ def main() -> None:
     try:
         bench.start()
         bench.run()
+        api_clients(bench)
         if not args.skip_viewer:
             bench.viewer()
     finally:

@@ -11,6 +11,7 @@ writes them to JSON.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -449,14 +450,14 @@ def api_clients(bench: Bench) -> None:
     """QIDO and frames at 8 connections, and 100 QIDO requests in a row, with the session,
     HTTP Basic (password) and a Bearer token; dicomweb-client retrieving the series with
     the token against direct Orthanc. CPU per request from /proc, as everywhere."""
-    direct, portal, _ = bench.doors()
+    by_name = {door.name: door for door in bench.doors()}
+    direct = by_name["direct"]
+    # The portal's session door, and the same door with the API clients' credentials.
+    session = dataclasses.replace(by_name["portal"], name="session")
     token = create_token(bench.portal, "alice")
     basic = requests.auth._basic_auth_str("alice", bench.portal.passwords["alice"])
-    session = Door("session", portal.host, portal.prefix, portal.headers, portal.portal)
-    with_basic = Door("basic", portal.host, portal.prefix, {"Authorization": basic}, portal.portal)
-    with_token = Door(
-        "token", portal.host, portal.prefix, {"Authorization": f"Bearer {token}"}, portal.portal
-    )
+    with_basic = dataclasses.replace(session, name="basic", headers={"Authorization": basic})
+    with_token = dataclasses.replace(session, name="token", headers={"Authorization": f"Bearer {token}"})
     doors = [session, with_basic, with_token]
     qido_path = "/dicom-web/studies?limit=50"
 

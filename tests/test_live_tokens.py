@@ -76,10 +76,14 @@ def test_it_reads_with_a_token_as_bearer_and_as_the_basic_password(live_portal: 
     assert qido(live_portal, auth=("alice", secret)) == 200
     assert qido(live_portal, auth=("bob", secret)) == 401
     assert qido(live_portal, headers=bearer(secret[:-1] + "0")) == 401
-    rows = [row for row in live_portal.audit_events(after) if row["credential"] == f"token:{name}"]
+    events = live_portal.audit_events(after)
+    rows = [row for row in events if row["credential"] == f"token:{name}"]
     assert rows, "token reads are audited under the token's name"
     assert {row["username"] for row in rows} == {"alice"}
     assert {row["success"] for row in rows} == {1}
+    refused = [row for row in events if row["status"] == 401]
+    assert len(refused) == 2  # the wrong username, the wrong token: refusals with no user
+    assert {row["user_id"] for row in refused} == {None}
 
 
 def test_it_refuses_writes_with_a_read_only_token_whatever_the_owner_may_do(live_portal: LivePortal) -> None:

@@ -1,6 +1,18 @@
 from __future__ import annotations
 
-from django.db import models
+import hashlib
+import hmac
+import secrets
+import string
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import connections, models, router
+from django.utils import timezone
+
+from accounts import roles
+from accounts.permissions import has_perm
 
 
 class PortalPermission(models.Model):
@@ -22,3 +34,145 @@ class PortalPermission(models.Model):
 
     def __str__(self) -> str:
         return "portal permission"
+
+
+# Secret scanners (GitHub's, gitleaks, trufflehog) find leaked tokens by this
+# shape: TOKEN_PREFIX and 43 base62 characters (256 bits), `pacs_[0-9A-Za-z]{43}`.
+TOKEN_PREFIX = "pacs_"  # noqa: S105 (a prefix, not a secret)
+TOKEN_ALPHABET = string.ascii_letters + string.digits
+TOKEN_LENGTH = 43
+# The audit row's credential is "token:<name>" and holds 64 characters.
+TOKEN_NAME_LENGTH = 50
+# last_used_at and last_used_ip are written at most this often per token.
+TOKEN_TOUCH_SECONDS = 60
+
+
+def new_secret() -> str:
+    return TOKEN_PREFIX + "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
+
+
+def digest_of(secret: str) -> str:
+    """SHA-256 of the secret: 256 random bits need no slow hash to resist guessing."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def looks_like_token(value: str) -> bool:
+    return value.startswith(TOKEN_PREFIX)
+
+
+class Scope(models.TextChoices):
+    READ = "read", "read studies"
+    STORE = "store", "read and store studies"
+    ADMIN = "admin", "read, store and administer the PACS"
+
+
+# What each scope may do at most; a token can do what its scope and its owner's
+# roles, at the time of use, both allow.
+SCOPE_PERMISSIONS: dict[str, frozenset[str]] = {
+    Scope.READ: frozenset({roles.READ_STUDIES}),
+    Scope.STORE: frozenset({roles.READ_STUDIES, roles.STORE_STUDIES}),
+    Scope.ADMIN: frozenset({roles.READ_STUDIES, roles.STORE_STUDIES, roles.ADMINISTER_PACS}),
+}
+
+
+def scopes_for(user: AbstractBaseUser | AnonymousUser) -> list[Scope]:
+    """The scopes a user may give a new token: those within their roles."""
+    return [
+        scope for scope in Scope if all(has_perm(user, permission) for permission in SCOPE_PERMISSIONS[scope])
+    ]
+
+
+class AccessTokenManager(models.Manager["AccessToken"]):
+    def issue(self, user: AbstractBaseUser, name: str, scope: str, days: int) -> tuple[AccessToken, str]:
+        """A new token and its secret; the secret is never stored, only its digest."""
+        secret = new_secret()
+        token = self.create(
+            user=user,
+            name=name,
+            scope=scope,
+            digest=digest_of(secret),
+            expires_at=timezone.now() + timedelta(days=days),
+        )
+        return token, secret
+
+    def for_secret(self, secret: str) -> AccessToken | None:
+        """The token with this secret, by its indexed digest, revoked and expired ones included.
+
+        A plain SELECT, as the session and user loads (accounts/fastauth.py): an
+        API client's every request runs it.
+        """
+        if not looks_like_token(secret) or len(secret) != len(TOKEN_PREFIX) + TOKEN_LENGTH:
+            return None
+        digest = digest_of(secret)
+        quote = connections[router.db_for_read(self.model)].ops.quote_name
+        table, column = quote(self.model._meta.db_table), quote("digest")
+        sql = f"SELECT * FROM {table} WHERE {column} = %s"  # noqa: S608
+        found = list(self.raw(sql, [digest]))
+        # Found through the index; compared again in constant time all the same.
+        if len(found) != 1 or not hmac.compare_digest(found[0].digest, digest):
+            return None
+        return found[0]
+
+
+class AccessToken(models.Model):
+    """A personal access token for API clients: Bearer, or the password of HTTP Basic."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.CASCADE, related_name="access_tokens", editable=False
+    )
+    name = models.CharField(max_length=TOKEN_NAME_LENGTH, editable=False)
+    scope = models.CharField(max_length=10, choices=Scope.choices, editable=False)
+    digest = models.CharField("SHA-256 of the secret", max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField("created", default=timezone.now, editable=False)
+    expires_at = models.DateTimeField("expires", editable=False)
+    revoked_at = models.DateTimeField("revoked", null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField("last used", null=True, blank=True, editable=False)
+    last_used_ip = models.GenericIPAddressField("last address", null=True, blank=True, editable=False)
+
+    objects = AccessTokenManager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # A name names one live token at a time, so "token:<name>" in an
+            # audit row points at one token (the one live at the row's time).
+            models.UniqueConstraint(
+                fields=["user", "name"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="access_token_live_name",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user_id})"
+
+    @property
+    def credential(self) -> str:
+        """How audit rows name this token."""
+        return f"token:{self.name}"
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        return SCOPE_PERMISSIONS.get(self.scope, frozenset())
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.is_expired else "active"
+
+    def touch(self, address: str | None) -> None:
+        """Record a use, at most once per TOKEN_TOUCH_SECONDS (across workers too:
+        the UPDATE matches nothing when another worker has just written)."""
+        now = timezone.now()
+        threshold = now - timedelta(seconds=TOKEN_TOUCH_SECONDS)
+        if self.last_used_at is not None and self.last_used_at > threshold:
+            return
+        AccessToken.objects.filter(
+            models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lte=threshold), pk=self.pk
+        ).update(last_used_at=now, last_used_ip=address)
+        self.last_used_at, self.last_used_ip = now, address

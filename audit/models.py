@@ -57,6 +57,8 @@ class Action(models.TextChoices):
     AUDIT_VIEW = "audit-view", "audit log viewed"
     AUDIT_EXPORT = "audit-export", "audit log exported"
     AUDIT_PRUNE = "audit-prune", "audit log pruned"
+    TOKEN_CREATED = "token-created", "access token created"
+    TOKEN_REVOKED = "token-revoked", "access token revoked"
 
 
 FROM_REQUEST: Any = object()

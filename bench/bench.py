@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import json
 import os
 import re
@@ -509,6 +510,113 @@ class Bench:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
+# --- API clients (issue 15): HTTP Basic and an access token beside the session ---
+
+
+def create_token(portal: LivePortal, username: str) -> str:
+    """A read-only token made on the portal's token page, as its owner makes one."""
+    session = portal.login(username)
+    url = f"{portal.url}/accounts/tokens/"
+    session.get(url, timeout=30)
+    response = session.post(
+        url,
+        data={
+            "name": f"bench {secrets.token_hex(3)}",
+            "scope": "read",
+            "days": "1",
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
+        headers={"Referer": url},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return re.search(r"pacs_[0-9A-Za-z]{43}", response.text).group(0)  # type: ignore[union-attr]
+
+
+def api_clients(bench: Bench) -> None:
+    """QIDO and frames at 8 connections, and 100 QIDO requests in a row, with the session,
+    HTTP Basic (password) and a Bearer token; dicomweb-client retrieving the series with
+    the token against direct Orthanc. CPU per request from /proc, as everywhere."""
+    by_name = {door.name: door for door in bench.doors()}
+    direct = by_name["direct"]
+    # The portal's session door, and the same door with the API clients' credentials.
+    session = dataclasses.replace(by_name["portal"], name="session")
+    token = create_token(bench.portal, "alice")
+    basic = requests.auth._basic_auth_str("alice", bench.portal.passwords["alice"])
+    with_basic = dataclasses.replace(session, name="basic", headers={"Authorization": basic})
+    with_token = dataclasses.replace(session, name="token", headers={"Authorization": f"Bearer {token}"})
+    doors = [session, with_basic, with_token]
+    qido_path = "/dicom-web/studies?limit=50"
+
+    def warm() -> None:
+        # A worker's first Basic request runs the password hasher (0.3-0.5 s of CPU): made
+        # here, outside the measures, on new connections so that each worker sees one.
+        for door in doors:
+            for _ in range(4 * len(bench.portal.worker_pids())):
+                headers = {**door.headers, "Accept": "application/dicom+json", "Connection": "close"}
+                requests.get(f"{door.base}{qido_path}", headers=headers, timeout=60).raise_for_status()
+
+    def qido(door: Door) -> Result:
+        headers = {**door.headers, "Accept": "application/dicom+json"}
+        return wrk(door.host, [door.prefix + qido_path], 8, bench.args.seconds, headers, bench.work)
+
+    def frames(door: Door) -> Result:
+        paths = [door.prefix + path for path in bench.frames]
+        headers = {**door.headers, "Accept": FRAME_ACCEPT}
+        return wrk(door.host, paths, 8, bench.args.seconds, headers, bench.work)
+
+    def in_a_row(door: Door, count: int = 100) -> Result:
+        assert door.portal is not None
+        pids = door.portal.worker_pids()
+        with requests.Session() as http:
+            http.headers.update({**door.headers, "Accept": "application/dicom+json"})
+            http.get(f"{door.base}{qido_path}", timeout=60).raise_for_status()
+            first = sum(Usage.ticks(pid) for pid in pids)
+            began = time.perf_counter()
+            for _ in range(count):
+                http.get(f"{door.base}{qido_path}", timeout=60).raise_for_status()
+            seconds = time.perf_counter() - began
+            after = sum(Usage.ticks(pid) for pid in pids)
+        return {
+            "requests": count,
+            "requests_per_s": count / seconds,
+            "cpu_ms_per_request_after_first": (after - first) * Usage.TICK_MS / count,
+        }
+
+    def dicomweb_series(door: Door) -> Result:
+        from dicomweb_client.api import DICOMwebClient
+
+        client = DICOMwebClient(f"{door.base}/dicom-web", headers=door.headers)
+        started = time.perf_counter()
+        instances = client.retrieve_series(demo.DEMO_CT_STUDY_UID, demo.DEMO_CT_SERIES_UID)
+        seconds = time.perf_counter() - started
+        megabytes = sum(len(ds.PixelData) for ds in instances) / 1e6
+        return {
+            "instances": len(instances),
+            "seconds": seconds,
+            "mb_per_s": megabytes / seconds,
+            "megabytes": megabytes,
+        }
+
+    for name, measured, measure in (
+        ("API clients: QIDO, 8 conn", [direct, *doors], qido),
+        ("API clients: frames, 8 conn", [direct, *doors], frames),
+        ("API clients: 100 QIDO in a row", doors, in_a_row),
+        ("API clients: dicomweb-client series", [direct, with_token], dicomweb_series),
+    ):
+        if not bench.args.only or bench.args.only in name:
+            warm()
+        bench.measure(name, measured, measure)
+    for name, figures in list(bench.results.items()):
+        if name.startswith("API clients") and "session" in figures:
+            base = figures["session"]["requests_per_s"]
+            for door in ("basic", "token"):
+                figures[door]["requests_per_s_vs_session"] = round(figures[door]["requests_per_s"] / base, 2)
+
+
+# --- end of the API clients section ---
+
+
 RATIO_KEYS = {"requests_per_s": "higher", "mb_per_s": "higher", "p99_ms": "lower"}
 COUNTS = {"requests", "megabytes"}
 
@@ -555,6 +663,7 @@ def main() -> None:
     try:
         bench.start()
         bench.run()
+        api_clients(bench)
         if not args.skip_viewer:
             bench.viewer()
     finally:

@@ -184,6 +184,18 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
 AXES_CLIENT_IP_CALLABLE = "accounts.clientip.client_ip"
 
+# --- API clients: access tokens and remembered Basic passwords (accounts/authentication.py) ---
+# Days a new access token lasts unless its owner picks fewer, and the most they may pick.
+ACCESS_TOKEN_DEFAULT_DAYS = env_int("ACCESS_TOKEN_DEFAULT_DAYS", 90, minimum=1)
+ACCESS_TOKEN_MAX_DAYS = env_int("ACCESS_TOKEN_MAX_DAYS", 365, minimum=1)
+if ACCESS_TOKEN_DEFAULT_DAYS > ACCESS_TOKEN_MAX_DAYS:
+    raise ImproperlyConfigured("ACCESS_TOKEN_DEFAULT_DAYS is longer than ACCESS_TOKEN_MAX_DAYS")
+# Seconds a worker remembers a checked Basic password (0: hash it on every request).
+BASIC_AUTH_CACHE_SECONDS = env_int("BASIC_AUTH_CACHE_SECONDS", 300, maximum=3600)
+# A Basic password starting with pacs_ is read as a token, so no password may.
+AUTH_PASSWORD_VALIDATORS.append({"NAME": "accounts.validators.NotATokenValidator"})
+# --- end of the API clients block ---
+
 # Reverse proxies (addresses or networks) whose X-Forwarded-For names the real
 # client, for audit and lockout. Empty: the connecting address is the client.
 try:

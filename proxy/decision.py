@@ -16,7 +16,6 @@ from typing import Any
 from django.http import HttpRequest
 
 from accounts.authentication import BadCredentials, Identity, identify
-from accounts.permissions import has_perm
 from orthanc.lookups import LookupFailed
 from proxy import origin, paths, query, rules, subjects
 from proxy.subjects import Subject
@@ -95,7 +94,7 @@ def decide(
     )
 
     def can(permission: str) -> bool:
-        return has_perm(identity.user, permission)
+        return identity.can(permission)
 
     refusal = rules.BY_MOUNT[mount](method, clean_path, can)
     if refusal is not None:

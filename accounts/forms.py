@@ -1,0 +1,46 @@
+"""The form that creates an access token."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.validators import MaxValueValidator
+
+from accounts.models import TOKEN_NAME_LENGTH, AccessToken, Scope, scopes_for
+
+# Names appear in audit rows and logs as "token:<name>": letters, digits and a few separators.
+NAME = re.compile(r"[\w .@+-]+")
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=TOKEN_NAME_LENGTH,
+        help_text="What the token is for, e.g. 'research laptop' or 'nightly export'.",
+    )
+    scope = forms.ChoiceField(help_text="A token can never do more than your role allows.")
+    days = forms.IntegerField(label="Expires in (days)", min_value=1)
+
+    def __init__(self, user: AbstractBaseUser, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        allowed = scopes_for(user)
+        self.fields["scope"].choices = [(scope.value, scope.label) for scope in allowed]
+        self.fields["scope"].initial = Scope.READ
+        # Read here, not at import time: the limits are settings.
+        days = self.fields["days"]
+        days.initial = settings.ACCESS_TOKEN_DEFAULT_DAYS
+        days.validators.append(MaxValueValidator(settings.ACCESS_TOKEN_MAX_DAYS))
+        days.widget.attrs["max"] = settings.ACCESS_TOKEN_MAX_DAYS
+        days.help_text = f"At most {settings.ACCESS_TOKEN_MAX_DAYS} days."
+
+    def clean_name(self) -> str:
+        name = " ".join(self.cleaned_data["name"].split())
+        if not NAME.fullmatch(name):
+            raise forms.ValidationError("Use letters, digits, spaces and . @ + - _ only.")
+        if AccessToken.objects.filter(user=self.user, name=name, revoked_at__isnull=True).exists():
+            raise forms.ValidationError("You already have a token with this name; revoke it or pick another.")
+        return name

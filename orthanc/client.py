@@ -7,16 +7,20 @@ tests can point the portal at their own Orthanc.
 
 from __future__ import annotations
 
+import datetime
 import email.parser
 import functools
 import http.client
 import json
 import secrets
+import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
 import urllib3
 from django.conf import settings
+from django.utils import timezone
 
 # Large socket reads and writes: studies are hundreds of MB, and 16 KB blocks
 # (urllib3's default) cost a Python round trip each.
@@ -130,28 +134,148 @@ def get_json(path: str) -> Any:
     return json.loads(response.data)
 
 
-def _value(study: dict[str, Any], tag: str) -> str:
-    value = study.get(tag, {}).get("Value", [""])[0]
-    return value.get("Alphabetic", "") if isinstance(value, dict) else str(value)
+# --- The newest studies, for the portal home -----------------------------------
+# Orthanc 1.12.5 added OrderBy to /tools/find, on database back-ends with
+# "extended find", which /system reports as Capabilities.HasExtendedFind: the
+# index sorts and returns `count` studies. Measured with 1.12.7: true on its
+# SQLite index; false on Debian 13's PostgreSQL plugin 5.0, where OrderBy is a
+# 500 ("The database backend doesn't support ordering"), so the version alone
+# does not decide. Older Orthancs (Debian 12's 1.10) cannot sort, and a plain
+# `limit` returns the oldest studies of the index, not the newest; they are
+# asked for the studies of the last day, then week, month, year, decade and
+# all time, each query bounded, until `count` are found, and the answer is
+# reused for RECENT_FALLBACK_TTL seconds.
+SORTED_FIND_VERSION = (1, 12, 5)
+SYSTEM_TTL = 300.0
+RECENT_FALLBACK_TTL = 60.0
+RECENT_FALLBACK_WINDOWS = (1, 7, 31, 366, 3660, None)  # days back; None: every date
+RECENT_FALLBACK_LIMIT = 200  # studies per window query
+RECENT_TIMEOUT = urllib3.Timeout(connect=5, read=15)
+STUDY_TAGS = {
+    "uid": ("StudyInstanceUID", "0020000D"),
+    "date": ("StudyDate", "00080020"),
+    "time": ("StudyTime", "00080030"),
+    "patient_name": ("PatientName", "00100010"),
+    "patient_id": ("PatientID", "00100020"),
+    "description": ("StudyDescription", "00081030"),
+    "modalities": ("ModalitiesInStudy", "00080061"),
+}
+_recent_lock = threading.Lock()
+_recent_cache: dict[tuple[str, str, int], tuple[float, Any]] = {}
 
 
-def recent_studies(count: int, scanned: int = 500) -> list[dict[str, str]]:
-    """The `count` newest of up to `scanned` studies, by study date and time."""
-    found = get_json(f"/dicom-web/studies?limit={scanned}")
-    studies = [
+def _cached(key: tuple[str, str, int], ttl: float) -> Any:
+    found = _recent_cache.get(key)
+    return found[1] if found and found[0] > time.monotonic() - ttl else None
+
+
+def system_info() -> dict[str, Any]:
+    """Orthanc's /system, trusted for SYSTEM_TTL seconds (an upgrade is seen within that time)."""
+    key = ("system", settings.ORTHANC_URL, 0)
+    found = _cached(key, SYSTEM_TTL)
+    if found is None:
+        found = _json("GET", "/system")
+        _recent_cache[key] = (time.monotonic(), found)
+    return dict(found)
+
+
+def version(system: dict[str, Any]) -> tuple[int, ...] | None:
+    """The version Orthanc reports ("1.12.7"), or None for builds named otherwise ("mainline")."""
+    parts = str(system.get("Version", "")).split(".")
+    return tuple(int(part) for part in parts) if all(part.isdigit() for part in parts) else None
+
+
+def sorts_studies(system: dict[str, Any]) -> bool:
+    """Whether this Orthanc's /tools/find can return the newest studies itself."""
+    capable = system.get("Capabilities", {}).get("HasExtendedFind") is True
+    reported = version(system)
+    return capable and (reported is None or reported >= SORTED_FIND_VERSION)
+
+
+def recent_studies(count: int) -> list[dict[str, str]]:
+    """The `count` newest studies by study date and time, newest first."""
+    if sorts_studies(system_info()):
+        return newest_sorted_by_orthanc(count)
+    key = ("recent", settings.ORTHANC_URL, count)
+    with _recent_lock:  # one worker thread asks Orthanc, the others wait for its answer
+        found = _cached(key, RECENT_FALLBACK_TTL)
+        if found is None:
+            found = newest_by_date_windows(count, timezone.localdate())
+            _recent_cache[key] = (time.monotonic(), found)
+    return list(found)
+
+
+def newest_sorted_by_orthanc(count: int) -> list[dict[str, str]]:
+    found = _json(
+        "POST",
+        "/tools/find",
         {
-            "uid": _value(study, "0020000D"),
-            "date": _value(study, "00080020"),
-            "time": _value(study, "00080030"),
-            "patient_name": _value(study, "00100010").replace("^", " ").strip(),
-            "patient_id": _value(study, "00100020"),
-            "description": _value(study, "00081030"),
-            "modalities": _value(study, "00080061"),
+            "Level": "Study",
+            "Query": {},
+            "Limit": count,
+            "OrderBy": [
+                {"Type": "DicomTag", "Key": "StudyDate", "Direction": "DESC"},
+                {"Type": "DicomTag", "Key": "StudyTime", "Direction": "DESC"},
+            ],
+            "RequestedTags": [keyword for keyword, _ in STUDY_TAGS.values()],
+            "ResponseContent": ["RequestedTags"],
+        },
+    )
+    return [
+        {
+            name: _text(study.get("RequestedTags", {}).get(keyword) or "")  # null when the tag is absent
+            for name, (keyword, _) in STUDY_TAGS.items()
         }
         for study in found
     ]
-    studies.sort(key=lambda study: (study["date"], study["time"]), reverse=True)
-    return studies[:count]
+
+
+def newest_by_date_windows(count: int, today: datetime.date) -> list[dict[str, str]]:
+    """Orthanc 1.10: the newest studies from ever wider date ranges, each query bounded.
+
+    Every window but the last held fewer than `count` studies, so it was read
+    whole; the answer is exact unless the last window's band (beyond the one
+    before it) holds more than RECENT_FALLBACK_LIMIT studies.
+    """
+    limit = max(RECENT_FALLBACK_LIMIT, count)
+    found: dict[str, dict[str, str]] = {}
+    for days in RECENT_FALLBACK_WINDOWS:
+        query = f"limit={limit}&includefield=00081030"  # StudyDescription is not a default field
+        if days is not None:
+            query += f"&StudyDate={(today - datetime.timedelta(days=days)):%Y%m%d}-"
+        for answer in _json("GET", f"/dicom-web/studies?{query}"):
+            study = {name: _text(_value(answer, tag)) for name, (_, tag) in STUDY_TAGS.items()}
+            found.setdefault(study["uid"], study)
+        if len(found) >= count:
+            break
+    newest = sorted(found.values(), key=lambda study: (study["date"], study["time"]), reverse=True)
+    return newest[:count]
+
+
+def _json(method: str, path: str, body: Any = None) -> Any:
+    response = request(
+        method,
+        path,
+        body=None if body is None else json.dumps(body).encode(),
+        headers={"Accept": "application/json", **({"Content-Type": "application/json"} if body else {})},
+        timeout=RECENT_TIMEOUT,
+    )
+    if response.status != 200:
+        raise OrthancError(f"{method} {path}: HTTP {response.status}")
+    return json.loads(response.data)
+
+
+def _value(study: dict[str, Any], tag: str) -> str:
+    """A DICOM JSON attribute as Orthanc writes values in its own JSON (multiple values joined by \\)."""
+    values = study.get(tag, {}).get("Value", [])
+    return "\\".join(
+        value.get("Alphabetic", "") if isinstance(value, dict) else str(value) for value in values
+    )
+
+
+def _text(value: str) -> str:
+    """A DICOM value as people read it: person-name and multi-value separators as spaces."""
+    return value.replace("^", " ").replace("\\", " ").strip()
 
 
 def is_up() -> bool:

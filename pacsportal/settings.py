@@ -262,3 +262,13 @@ LOGGING = {
     # django-revproxy logs every view instantiation, django-axes every login, at INFO.
     "loggers": {"revproxy": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
+
+# --- The viewer and the portal around it (viewer/) ---
+# The site's name: the viewer's header (a link to the portal home) and every page.
+PORTAL_SITE_NAME = env_str("PORTAL_SITE_NAME") or "PACS portal"
+if len(PORTAL_SITE_NAME) > 60:
+    raise ImproperlyConfigured("PORTAL_SITE_NAME is longer than 60 characters (it must fit the header)")
+# OHIF's onboarding tour over the first image, for each new browser; off unless asked for.
+VIEWER_SHOW_TOUR = env_bool("VIEWER_SHOW_TOUR", False)
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("viewer.context_processors.site")
+# --- end of the viewer block ---

@@ -36,10 +36,11 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def recent_studies(request: HttpRequest) -> tuple[list[dict[str, str]], bool]:
-    """The newest studies by study date; listing patients is PHI access, so it is audited."""
+    """The newest studies by study date and time (orthanc/client.py asks each Orthanc
+    generation its own way); listing patients is PHI access, so it is audited."""
     try:
         studies = client.recent_studies(RECENT_STUDIES)
-    except (client.OrthancError, urllib3.exceptions.HTTPError):
+    except (client.OrthancError, urllib3.exceptions.HTTPError, ValueError):  # ValueError: not JSON
         return [], True
     # One row per study listed (bucketed, as every read): "who saw patient X"
     # must find the home page's list too.

@@ -83,7 +83,8 @@ def test_it_generates_the_app_config_for_each_user(live_portal: LivePortal) -> N
         response = live_portal.login(username).get(f"{live_portal.url}/app-config.js", timeout=30)
         assert response.status_code == 200
         assert "no-store" in response.headers["Cache-Control"]
-        config = re.fullmatch(r"window\.config = (.*);\n", response.text, re.DOTALL)
+        # The data, then viewer/portal.js's functions that read it.
+        config = re.match(r"window\.config = (\{.*?\n\});\n", response.text, re.DOTALL)
         assert config is not None
 
         (source,) = json.loads(config.group(1))["dataSources"]

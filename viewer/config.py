@@ -1,25 +1,58 @@
-"""OHIF's app-config.js, generated for the user who asks: same-origin data source, no demo server."""
+"""OHIF's app-config.js, generated for the user who asks: same-origin data source,
+no demo server, and the portal around the viewer (viewer/portal.js)."""
 
 from __future__ import annotations
 
+import functools
 import json
+from pathlib import Path
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.conf import settings
+from django.http import HttpRequest
+from django.middleware.csrf import get_token
+from django.shortcuts import resolve_url
+from django.urls import reverse
 
 from accounts.permissions import has_perm
 from accounts.roles import STORE_STUDIES
 
 VIEWER_ROUTES = ("viewer", "segmentation", "tmtv", "microscopy", "dynamic-volume", "usAnnotation", "basic")
+PORTAL_SCRIPT = Path(__file__).with_name("portal.js")
+# OHIF's onboarding tour (eleven steps over the first image) is the default
+# customization `ohif.tours`; an empty list of tours shows none.
+NO_TOURS = {"ohif.tours": {"$set": []}}
 
 
-def app_config(user: AbstractBaseUser | AnonymousUser) -> dict[str, Any]:
+@functools.lru_cache(maxsize=1)
+def portal_script() -> str:
+    return PORTAL_SCRIPT.read_text()
+
+
+def portal(request: HttpRequest) -> dict[str, str]:
+    """What viewer/portal.js needs to put the portal around OHIF for this user."""
+    user = request.user
+    return {
+        "siteName": settings.PORTAL_SITE_NAME,
+        "homeUrl": reverse("home"),
+        "studyListUrl": reverse("viewer"),
+        "viewerUrl": reverse("viewer-viewer"),
+        "loginUrl": resolve_url(settings.LOGIN_URL),
+        "logoutUrl": reverse("logout"),
+        "userName": user.get_full_name() or user.get_username(),  # type: ignore[union-attr]
+        # The log-out form's token: the CSRF cookie is HttpOnly, so the page
+        # cannot read it. app-config.js is same-origin only and never cached.
+        "csrfToken": get_token(request),
+    }
+
+
+def app_config(request: HttpRequest) -> dict[str, Any]:
     return {
         "name": "pacsportal",
         "routerBasename": "/",
         "extensions": [],
         "modes": [],
-        "customizationService": {},
+        "customizationService": {} if settings.VIEWER_SHOW_TOUR else NO_TOURS,
         "showStudyList": True,
         "maxNumberOfWebWorkers": 3,
         "showWarningMessageForCrossOrigin": False,
@@ -50,12 +83,14 @@ def app_config(user: AbstractBaseUser | AnonymousUser) -> dict[str, Any]:
                     # Orthanc writes absolute BulkDataURIs; the proxy's Forwarded
                     # header makes them point at /pacs on this origin.
                     "bulkDataURI": {"enabled": True},
-                    "dicomUploadEnabled": has_perm(user, STORE_STUDIES),
+                    "dicomUploadEnabled": has_perm(request.user, STORE_STUDIES),
                 },
             }
         ],
+        "pacsportal": portal(request),
     }
 
 
-def app_config_js(user: AbstractBaseUser | AnonymousUser) -> str:
-    return f"window.config = {json.dumps(app_config(user), indent=2)};\n"
+def app_config_js(request: HttpRequest) -> str:
+    """The config as data, then the functions that read it (OHIF calls them)."""
+    return f"window.config = {json.dumps(app_config(request), indent=2)};\n\n{portal_script()}"

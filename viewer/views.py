@@ -79,4 +79,7 @@ def index(request: HttpRequest, route: str = "") -> HttpResponse:
 @require_safe
 @never_cache
 def app_config(request: HttpRequest) -> HttpResponse:
-    return isolated(HttpResponse(app_config_js(request.user), content_type="text/javascript; charset=utf-8"))
+    response = isolated(HttpResponse(app_config_js(request), content_type="text/javascript; charset=utf-8"))
+    # It carries the user's name and a CSRF token: no other site may load it as a script.
+    response["Cross-Origin-Resource-Policy"] = "same-origin"
+    return response

@@ -115,8 +115,7 @@ class AuditEventManager(models.Manager["AuditEvent"]):
             user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[
                 :USER_AGENT_LENGTH
             ],
-            method=(method if method is not None else request.method if request is not None else "")[:10]
-            or "",
+            method=(method or (request.method if request is not None else "") or "")[:10],
             path=(path if path is not None else request.path if request is not None else "")[:PATH_LENGTH],
             query=(query if query is not None else request.META.get("QUERY_STRING", "") if request else "")[
                 :PATH_LENGTH

@@ -35,7 +35,10 @@ def gzip_equivalent(log: NetworkLog) -> int:
 def clinician_page(live_portal: LivePortal, browser: Browser) -> Iterator[tuple[Page, BrowserContext]]:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
-    log_in(page, live_portal, "alice")
+    # A user of its own, so its study reads write their own audit rows whatever ran before.
+    if "viola" not in live_portal.passwords:
+        live_portal.add_user("viola", "clinician")
+    log_in(page, live_portal, "viola")
     yield page, context
     context.close()
 

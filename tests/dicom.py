@@ -50,7 +50,10 @@ def write_large_stow_body(path: Path, megabytes: int) -> tuple[str, str, str]:
     study_uid, series_uid = generate_uid(), generate_uid()
     template.StudyInstanceUID, template.SeriesInstanceUID = study_uid, series_uid
     template.PatientID = f"LARGE-{secrets.token_hex(4)}"
-    template.PatientName = "Large^Upload"  # not the demo's name: tests count "Demo*" patients
+    # Not the demo's name or description: tests count "Demo*" patients and click
+    # the demo CT by its description in study lists.
+    template.PatientName = "Large^Upload"
+    template.StudyDescription = "Large upload (test)"
     slices = megabytes * 2  # each slice is 512 KB of pixels
     with path.open("wb") as stream:
         for index in range(slices):

@@ -632,9 +632,9 @@ def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
     """nginx's authorization sub-request (auth_request) for a GET or HEAD under /pacs.
 
     The same decision as the proxy view, for the request nginx holds: 204 with
-    the path and query Orthanc should be asked for once the access is recorded,
-    else a bodiless 401 or 403, on which nginx hands the request to the Django
-    door, which decides again, records the refusal and writes its answer.
+    the path and query Orthanc should be asked for once the access is recorded;
+    else the refusal, recorded here once, as a bodiless 401 or 403 carrying its
+    real status and reason in headers, which nginx has `front_refusal_page` word.
     """
     uri = request.META.get("HTTP_X_ORIGINAL_URI", "")
     method = request.META.get("HTTP_X_ORIGINAL_METHOD", "")

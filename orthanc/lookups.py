@@ -10,6 +10,7 @@ unattributed.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -177,6 +178,32 @@ def by_uid(level: str, uid: str) -> list[Resource]:
         for series in found:
             _prime_instances(series)
     return found
+
+
+def parent_series_of_instances(sop_uids: list[str]) -> dict[str, set[str]]:
+    """For each SOP Instance UID Orthanc holds, the Orthanc ids of the series holding it:
+    one /tools/find for the list (DICOM list matching), not one lookup per UID."""
+    if not sop_uids:
+        return {}
+    query = {"Level": "Instance", "Query": {"SOPInstanceUID": "\\".join(sop_uids)}, "Expand": True}
+    try:
+        response = client.request(
+            "POST", "/tools/find", body=json.dumps(query).encode(), headers={"Accept": "application/json"}
+        )
+    except urllib3.exceptions.HTTPError as error:
+        raise LookupFailed(f"find of {len(sop_uids)} instances: {error}") from None
+    if response.status != 200:
+        raise LookupFailed(f"find of {len(sop_uids)} instances: HTTP {response.status}")
+    try:
+        found = client.json_body(response)
+    except ValueError:
+        raise LookupFailed(f"find of {len(sop_uids)} instances: not JSON") from None
+    parents: dict[str, set[str]] = {}
+    for instance in found if isinstance(found, list) else []:
+        if isinstance(instance, dict):
+            sop_uid = _tags(instance).get("SOPInstanceUID", "")
+            parents.setdefault(sop_uid, set()).add(str(instance.get("ParentSeries", "")))
+    return parents
 
 
 def _prime_instances(series: Resource) -> None:

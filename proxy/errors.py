@@ -12,6 +12,10 @@ from django.utils.html import escape
 logger = logging.getLogger("proxy")
 
 
+class IncompleteBody(Exception):
+    """The client sent less of a body than it announced."""
+
+
 def wants_html(request: HttpRequest) -> bool:
     accept = request.META.get("HTTP_ACCEPT", "")
     return "text/html" in accept and "json" not in accept

@@ -2,36 +2,49 @@
 
 One small hostile file can take Orthanc down (sequences nested a few dozen
 levels overflow a thread stack in its DICOM parser), and a series can be
-stored under a study that another patient owns. So each part is spooled to a
-temporary file (memory stays flat for studies of hundreds of MB), its header
-read up to the pixel data and checked; only the parts that pass are streamed
-on to Orthanc, and the refused ones are listed in the answer's Failed SOP
-Sequence the way STOW-RS defines it.
+stored under a study that another patient owns. So each part is spooled (in
+memory up to SPOOL_IN_MEMORY, then to a temporary file), its header read up to
+the pixel data and checked; only the parts that pass go on to Orthanc, and the
+refused ones are listed in the answer's Failed SOP Sequence the way STOW-RS
+defines it.
+
+Parts go on in batches as soon as each batch is checked, in one chunked request
+to Orthanc, so the client's upload, the checks and Orthanc's storing overlap
+(spooling the whole body first made STOW 0.36 of direct Orthanc). The archive
+is asked once per study and series of a body, and once per batch for its
+instances: a lookup per part cost as much as the rest of the checks together.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 import pydicom
 from pydicom.errors import InvalidDicomError
 
 from orthanc import lookups
+from proxy.errors import IncompleteBody
 
 READ_BLOCK = 1024 * 1024
 MAX_PART_HEADER = 8 * 1024
 MAX_PARTS = 20_000
 MAX_DEPTH = 16
-SPOOL_IN_MEMORY = 256 * 1024
+# A 512x512 CT slice stays in memory; a multi-frame part goes to disk.
+SPOOL_IN_MEMORY = 2 * 1024 * 1024
+# Checked and forwarded together: at most this many parts, or about this many bytes.
+BATCH_PARTS = 32
+BATCH_BYTES = 8 * 1024 * 1024
 UID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")
 BOUNDARY = re.compile(r'boundary="?([^";]{1,70})"?', re.IGNORECASE)
 # STOW-RS failure reasons (PS3.18 table 10.5.3-1 / PS3.4 C.4.2.1.4).
 CANNOT_UNDERSTAND = 0xC000
 DOES_NOT_MATCH = 0xA900
+PROCESSING_FAILURE = 0x0110
 REQUIRED = {
     "StudyInstanceUID": "0020000D",
     "SeriesInstanceUID": "0020000E",
@@ -57,23 +70,6 @@ class Part:
     refusal: str = ""
     reason_code: int = 0
     conflict: bool = False
-
-
-@dataclass
-class Checked:
-    parts: list[Part] = field(default_factory=list)
-
-    @property
-    def passed(self) -> list[Part]:
-        return [part for part in self.parts if not part.refusal]
-
-    @property
-    def refused(self) -> list[Part]:
-        return [part for part in self.parts if part.refusal]
-
-    def close(self) -> None:
-        for part in self.parts:
-            part.file.close()
 
 
 def boundary_of(content_type: str) -> str:
@@ -157,23 +153,6 @@ def part_content_type(head: bytes) -> str:
     return ""
 
 
-def check_all(parts: Iterator[Part], study_in_path: str) -> Checked:
-    """Check every part; parts of one body must also agree with each other."""
-    checked = Checked()
-    seen_studies: dict[str, str] = {}
-    seen_series: dict[str, str] = {}
-    try:
-        for part in parts:
-            checked.parts.append(part)
-            check(part, study_in_path)
-            if not part.refusal:
-                agree(part, seen_studies, seen_series)
-    except BaseException:
-        checked.close()
-        raise
-    return checked
-
-
 def check(part: Part, study_in_path: str) -> None:
     if part.content_type not in ("application/dicom", ""):
         refuse(part, f"parts must be application/dicom, not {part.content_type}", CANNOT_UNDERSTAND)
@@ -200,8 +179,6 @@ def check(part: Part, study_in_path: str) -> None:
         return
     if study_in_path and part.study_uid != study_in_path:
         refuse(part, "its StudyInstanceUID is not the study in the path", DOES_NOT_MATCH, conflict=True)
-        return
-    check_archive(part)
 
 
 def nesting_depth(dataset: Any) -> int:
@@ -236,72 +213,164 @@ def read_identifiers(part: Part, dataset: Any) -> bool:
     return True
 
 
-def check_archive(part: Part) -> None:
-    """A study Orthanc holds must stay one patient's, a series one study's."""
-    for study in lookups.by_uid("studies", part.study_uid):
-        if study.patient_id != part.patient_id:
-            refuse(
-                part, "its StudyInstanceUID belongs to another patient in the archive", DOES_NOT_MATCH, True
-            )
-            return
-    for series in lookups.by_uid("series", part.series_uid):
-        if series.study_uid != part.study_uid or series.patient_id != part.patient_id:
-            refuse(
-                part, "its SeriesInstanceUID belongs to another study in the archive", DOES_NOT_MATCH, True
-            )
-            return
-    for instance in lookups.by_uid("instances", part.sop_uid):
-        if instance.series_uid != part.series_uid or instance.patient_id != part.patient_id:
-            refuse(part, "its SOPInstanceUID belongs to another series in the archive", DOES_NOT_MATCH, True)
-            return
-
-
-def agree(part: Part, studies: dict[str, str], series: dict[str, str]) -> None:
-    """Within one body too: a study has one patient, a series one study."""
-    if studies.setdefault(part.study_uid, part.patient_id) != part.patient_id:
-        refuse(part, "another part files this study under another patient", DOES_NOT_MATCH, conflict=True)
-    elif series.setdefault(part.series_uid, part.study_uid) != part.study_uid:
-        refuse(part, "another part files this series under another study", DOES_NOT_MATCH, conflict=True)
-
-
 def refuse(part: Part, reason: str, code: int, conflict: bool = False) -> None:
     part.refusal, part.reason_code, part.conflict = reason, code, conflict
 
 
-class PartsBody:
-    """The parts that passed, as a multipart/related body of known length, read from disk."""
+class Upload:
+    """One STOW body, read part by part: the parts that pass come out in checked batches.
 
-    def __init__(self, parts: list[Part], boundary: str) -> None:
+    A body that breaks off (malformed, or the client stopped sending) ends the
+    upload at the last whole part: the parts before it still pass on, and
+    `broken` says why the rest was not stored. LookupFailed (the archive could
+    not be asked) is raised from `next_batch`; `chunks` ends Orthanc's body
+    cleanly on it, since the parts already sent are stored by then.
+    """
+
+    def __init__(self, body: Any, boundary: str, study_in_path: str) -> None:
+        self.parts = split(body, boundary)
         self.boundary = boundary
-        self.pieces: list[bytes | Part] = []
-        for part in parts:
-            self.pieces.append(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode())
-            self.pieces.append(part)
-            self.pieces.append(b"\r\n")
-        self.pieces.append(f"--{boundary}--\r\n".encode())
-        self.length = sum(len(piece) if isinstance(piece, bytes) else piece.size for piece in self.pieces)
-        self.index = 0
-        self.started = False
-
-    def read(self, size: int = -1) -> bytes:
-        while self.index < len(self.pieces):
-            piece = self.pieces[self.index]
-            if isinstance(piece, bytes):
-                self.index += 1
-                return piece
-            if not self.started:
-                piece.file.seek(0)
-                self.started = True
-            data = piece.file.read(READ_BLOCK if size < 0 else min(size, READ_BLOCK))
-            if data:
-                return data
-            self.index += 1
-            self.started = False
-        return b""
+        self.study_in_path = study_in_path
+        self.refused: list[Part] = []
+        self.broken: Part | None = None
+        self.unreadable = ""  # why the body could not be read on, when it could not
+        self.ended = False
+        # Within the body: a study has one patient, a series one study, an instance one series.
+        self.patient_of_study: dict[str, str] = {}
+        self.study_of_series: dict[str, str] = {}
+        self.series_of_instance: dict[str, str] = {}
+        # What the archive said, asked once per study and series of the body.
+        self.study_refusal: dict[str, str] = {}
+        self.series_in_archive: dict[str, tuple[str, frozenset[str]]] = {}
 
     @property
     def content_type(self) -> str:
         return f'multipart/related; type="application/dicom"; boundary={self.boundary}'
+
+    @property
+    def conflict(self) -> bool:
+        return any(part.conflict for part in self.refused)
+
+    def next_batch(self) -> list[Part]:
+        """The next parts that passed every check; [] once the body is read to its end."""
+        while not self.ended:
+            pending: list[Part] = []
+            try:
+                self.fill(pending)
+                passed = self.check_instances(pending)
+            except BaseException:
+                close_all(pending)
+                raise
+            if passed:
+                return passed
+        return []
+
+    def fill(self, pending: list[Part]) -> None:
+        size = 0
+        while len(pending) < BATCH_PARTS and size < BATCH_BYTES:
+            try:
+                part = next(self.parts, None)
+            except (BadBody, IncompleteBody) as error:
+                self.unreadable = str(error)
+                self.break_off(
+                    f"the body cannot be read past its last whole part: {error}", CANNOT_UNDERSTAND
+                )
+                return
+            if part is None:
+                self.ended = True
+                return
+            check(part, self.study_in_path)
+            if not part.refusal:
+                self.check_archive(part)
+            if not part.refusal:
+                self.agree(part)
+            if part.refusal:
+                part.file.close()
+                self.refused.append(part)
+            else:
+                pending.append(part)
+                size += part.size
+
+    def agree(self, part: Part) -> None:
+        if self.patient_of_study.setdefault(part.study_uid, part.patient_id) != part.patient_id:
+            refuse(part, "another part files this study under another patient", DOES_NOT_MATCH, True)
+        elif self.study_of_series.setdefault(part.series_uid, part.study_uid) != part.study_uid:
+            refuse(part, "another part files this series under another study", DOES_NOT_MATCH, True)
+        elif self.series_of_instance.setdefault(part.sop_uid, part.series_uid) != part.series_uid:
+            refuse(part, "another part files this instance under another series", DOES_NOT_MATCH, True)
+
+    def check_archive(self, part: Part) -> None:
+        """A study Orthanc holds must stay one patient's, a series one study's."""
+        if part.study_uid not in self.study_refusal:
+            owners = {study.patient_id for study in lookups.by_uid("studies", part.study_uid)}
+            other = owners - {part.patient_id}
+            self.study_refusal[part.study_uid] = (
+                "its StudyInstanceUID belongs to another patient in the archive" if other else ""
+            )
+        if self.study_refusal[part.study_uid]:
+            refuse(part, self.study_refusal[part.study_uid], DOES_NOT_MATCH, True)
+            return
+        if part.series_uid not in self.series_in_archive:
+            found = lookups.by_uid("series", part.series_uid)
+            elsewhere = [s for s in found if (s.study_uid, s.patient_id) != (part.study_uid, part.patient_id)]
+            refusal = "its SeriesInstanceUID belongs to another study in the archive" if elsewhere else ""
+            self.series_in_archive[part.series_uid] = (refusal, frozenset(s.orthanc_id for s in found))
+        refusal, _ = self.series_in_archive[part.series_uid]
+        if refusal:
+            refuse(part, refusal, DOES_NOT_MATCH, True)
+
+    def check_instances(self, pending: list[Part]) -> list[Part]:
+        """An instance Orthanc holds must stay in its series: one lookup for the whole batch."""
+        if not pending:
+            return []
+        parents = lookups.parent_series_of_instances([part.sop_uid for part in pending])
+        passed = []
+        for part in pending:
+            _, own_series = self.series_in_archive[part.series_uid]
+            if not parents.get(part.sop_uid, set()) <= own_series:
+                elsewhere = "its SOPInstanceUID belongs to another series in the archive"
+                refuse(part, elsewhere, DOES_NOT_MATCH, conflict=True)
+                part.file.close()
+                self.refused.append(part)
+            else:
+                passed.append(part)
+        return passed
+
+    def chunks(self, first: list[Part]) -> Iterator[bytes]:
+        """What Orthanc gets: `first`, then each batch as it passes, as multipart/related."""
+        batch = first
+        try:
+            while batch:
+                for part in batch:
+                    yield f"--{self.boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+                    part.file.seek(0)
+                    while data := part.file.read(READ_BLOCK):
+                        yield data
+                    yield b"\r\n"
+                    part.file.close()
+                batch = self.next_batch_or_break()
+        finally:
+            close_all(batch)
+        yield f"--{self.boundary}--\r\n".encode()
+
+    def next_batch_or_break(self) -> list[Part]:
+        try:
+            return self.next_batch()
+        except lookups.LookupFailed:
+            self.break_off(
+                "the archive could not be asked who owns these UIDs: the rest of the body was not stored",
+                PROCESSING_FAILURE,
+            )
+            return []
+
+    def break_off(self, reason: str, code: int) -> None:
+        self.broken = Part(io.BytesIO(), refusal=reason, reason_code=code)
+        self.ended = True
+
+
+def close_all(parts: list[Part]) -> None:
+    for part in parts:
+        part.file.close()
 
 
 def failed_item(part: Part) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from audit.models import AuditEvent
 from orthanc import client, lookups
 from proxy import errors, rules, stow
 from proxy.decision import Decision, Original, decide, refuse
+from proxy.errors import IncompleteBody
 from proxy.origin import SAFE_METHODS
 from proxy.paths import is_stow
 from proxy.subjects import Subject
@@ -79,10 +80,6 @@ RETURNED_RESPONSE_HEADERS = (
 READ_RETRIES = urllib3.Retry(total=1, connect=1, read=0, redirect=0, status=0, other=0)
 
 
-class IncompleteBody(Exception):
-    pass
-
-
 class ExactBody:
     """The request body as a stream of exactly Content-Length bytes.
 
@@ -103,6 +100,19 @@ class ExactBody:
             raise IncompleteBody(f"request body ended {self.remaining} bytes early")
         self.remaining -= len(data)
         return data
+
+
+class ChunkedBody:
+    """A chunked request body, as gunicorn decodes it, read to its end."""
+
+    def __init__(self, request: HttpRequest) -> None:
+        self.stream = request.environ["wsgi.input"]
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.stream.read(size)  # type: ignore[no-any-return]
+        except (OSError, ValueError) as error:  # gunicorn's NoMoreData, a bad chunk size
+            raise IncompleteBody(f"the chunked request body broke off: {error}") from None
 
 
 class PrefixedBody:
@@ -386,6 +396,10 @@ class OrthancProxyView(ProxyView):
         headers: dict[str, str] = {}
         body: Any = None
         if request.method not in SAFE_METHODS:
+            stowing = is_stow(decision.path) and request.method == "POST"
+            if "HTTP_TRANSFER_ENCODING" in request.META and stowing:
+                # nginx passes uploads on unbuffered, chunked as the client sent them.
+                return self.stow(request, decision, ChunkedBody(request))
             if "HTTP_TRANSFER_ENCODING" in request.META:
                 return errors.response(
                     request, 411, "send a Content-Length; chunked request bodies are not accepted"
@@ -393,11 +407,10 @@ class OrthancProxyView(ProxyView):
             length = content_length(request)
             if length is None:
                 return errors.response(request, 400, "malformed Content-Length")
+            # The checked parts reach Orthanc as a chunked body of their own.
+            if stowing:
+                return self.stow(request, decision, ExactBody(request, length))
             headers["Content-Length"] = str(length)
-            # The STOW answer is read here to audit what was stored: keep it uncompressed.
-            headers.pop("Accept-Encoding", None)
-            if is_stow(decision.path) and request.method == "POST":
-                return self.stow(request, decision, length)
             if admin_body is not None and isinstance(admin_body.data, bytes):
                 body = admin_body.data
                 request.audited_body = body.decode("utf-8", "replace")[:1000]  # type: ignore[attr-defined]
@@ -440,37 +453,31 @@ class OrthancProxyView(ProxyView):
             return self.stow_response(request, decision, upstream)
         return self.client_response(request, decision, upstream)
 
-    def stow(self, request: HttpRequest, decision: Decision, length: int) -> HttpResponseBase:
+    def stow(
+        self, request: HttpRequest, decision: Decision, body: ExactBody | ChunkedBody
+    ) -> HttpResponseBase:
         """Check each part, audit each refused one, and store only those that passed."""
         try:
             boundary = stow.boundary_of(request.META.get("CONTENT_TYPE", ""))
         except stow.BadBody as error:
             return errors.response(request, 415, str(error))
+        upload = stow.Upload(body, boundary, decision.subject.study_uid)
         try:
-            checked = stow.check_all(
-                stow.split(ExactBody(request, length), boundary), decision.subject.study_uid
-            )
-        except (stow.BadBody, IncompleteBody) as error:
-            return errors.response(request, 400, f"the STOW-RS body cannot be read: {error}")
+            first = upload.next_batch()
         except lookups.LookupFailed:
+            self.record_refused_parts(request, decision, upload.refused)
             return errors.response(request, 503, "the archive could not be asked who owns these UIDs")
-        try:
-            self.record_refused_parts(request, decision, checked.refused)
-            if not checked.passed:
-                status = 409 if any(part.conflict for part in checked.refused) else 400
-                return stow_answer(status, checked.refused, {})
-            body = stow.PartsBody(checked.passed, boundary)
-            response = self.send(
-                request,
-                decision,
-                body,
-                {"Content-Length": str(body.length), "Content-Type": body.content_type},
-            )
-            if checked.refused and isinstance(response, HttpResponse) and response.status_code == 200:
-                return merged_stow_answer(response, checked.refused)
-            return response
-        finally:
-            checked.close()
+        if not first:
+            self.record_refused_parts(request, decision, upload.refused)
+            if upload.unreadable:
+                return errors.response(request, 400, f"the STOW-RS body cannot be read: {upload.unreadable}")
+            return stow_answer(409 if upload.conflict else 400, upload.refused, {})
+        response = self.send(request, decision, upload.chunks(first), {"Content-Type": upload.content_type})
+        refused = upload.refused + ([upload.broken] if upload.broken else [])
+        self.record_refused_parts(request, decision, refused)
+        if refused and isinstance(response, HttpResponse) and response.status_code == 200:
+            return merged_stow_answer(response, refused)
+        return response
 
     def record_refused_parts(
         self, request: HttpRequest, decision: Decision, refused: list[stow.Part]
@@ -629,17 +636,19 @@ class FrontOriginal(Original):
 @require_safe
 @never_cache
 def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
-    """nginx's authorization sub-request (auth_request) for a GET or HEAD under /pacs.
+    """nginx's authorization sub-request (auth_request) for a request under /pacs.
 
-    The same decision as the proxy view, for the request nginx holds: 204 with
-    the path and query Orthanc should be asked for once the access is recorded;
-    else the refusal, recorded here once, as a bodiless 401 or 403 carrying its
-    real status and reason in headers, which nginx has `front_refusal_page` word.
+    The same decision as the proxy view, for the request nginx holds: for a
+    GET or HEAD, 204 with the path and query Orthanc should be asked for once
+    the access is recorded; for a write, 204 and nginx passes the body on to
+    the proxy view, which records what it stored. A refusal is recorded here,
+    once, and answered as a bodiless 401 or 403 carrying its real status and
+    reason in headers, which nginx has `front_refusal_page` word.
     """
     uri = request.META.get("HTTP_X_ORIGINAL_URI", "")
     method = request.META.get("HTTP_X_ORIGINAL_METHOD", "")
     prefix = f"/{rules.PACS}/"
-    if mount != rules.PACS or method not in SAFE_METHODS or not uri.startswith(prefix):
+    if mount != rules.PACS or not method or not uri.startswith(prefix):
         return HttpResponse(status=403)
     raw_path, _, query_string = uri.partition("?")
     try:
@@ -660,6 +669,8 @@ def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
     if not decision.allowed:
         refusal = door.refused(request, decision)  # recorded here, once; nginx has Django word it
         return front_refusal(refusal.status_code, decision.reason, decision.allow)
+    if method not in SAFE_METHODS:
+        return HttpResponse(status=204)
     if not door.record_read(request, decision):
         return front_refusal(503, "the access could not be audited, so it was refused")
     response = HttpResponse(status=204)

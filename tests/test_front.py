@@ -315,3 +315,53 @@ def test_it_terminates_tls_and_speaks_http2(tls_fronted: LivePortal) -> None:
     assert secure.status_code == 200
     retrieve_url = secure.json()[0]["00081190"]["Value"][0]
     assert retrieve_url.startswith(f"{tls_fronted.url}/pacs/dicom-web/studies/")
+
+
+def test_a_refused_write_is_decided_by_nginx_and_recorded_once(fronted: LivePortal) -> None:
+    """An anonymous upload is refused by the decision nginx asks for: its body never
+    reaches a gunicorn thread (only an allowed write streams on), and one row says so."""
+    data, _, sop_uid = unique_ct_instance(label="front-anonymous")
+    body, content_type = stow_body([data])
+    start = fronted.last_audit_id()
+    response = requests.post(
+        f"{fronted.url}/pacs/dicom-web/studies",
+        data=body,
+        headers={"Content-Type": content_type, "Accept": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 401
+    assert response.headers["Content-Type"] == "application/json"
+    assert "WWW-Authenticate" in response.headers
+    rows = fronted.audit_events(start)
+    assert [(row["action"], row["status"]) for row in rows] == [("store", 401)]
+    assert not stored_anywhere(fronted, sop_uid)
+
+
+def stored_anywhere(fronted: LivePortal, sop_uid: str) -> bool:
+    found = requests.get(
+        f"{fronted.url}/pacs/dicom-web/instances?SOPInstanceUID={sop_uid}",
+        auth=("alice", fronted.passwords["alice"]),
+        timeout=30,
+    )
+    return bool(found.content and found.json())
+
+
+def test_a_chunked_upload_streams_through_and_is_checked(fronted: LivePortal) -> None:
+    good, _, sop_uid = unique_ct_instance(label="front-chunked")
+    body, content_type = stow_body([good, b"not dicom"])
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 4096):
+            yield body[start : start + 4096]
+
+    response = requests.post(
+        f"{fronted.url}/pacs/dicom-web/studies",
+        data=chunks(),  # no length: requests sends it chunked
+        headers={"Content-Type": content_type, "Accept": "application/dicom+json"},
+        auth=("bob", fronted.passwords["bob"]),
+        timeout=60,
+    )
+    assert response.status_code == 202, response.text[:300]
+    stored = response.json()["00081199"]["Value"]
+    assert [item["00081155"]["Value"][0] for item in stored] == [sop_uid]
+    assert len(response.json()["00081198"]["Value"]) == 1

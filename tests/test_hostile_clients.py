@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from orthanc.server import OrthancServer
-from tests.dicom import unique_ct_instance, write_large_stow_body
+from tests.dicom import stow_body, unique_ct_instance, write_large_stow_body
 from tests.services import LivePortal
 
 pytestmark = pytest.mark.live
@@ -115,3 +115,20 @@ def test_it_translates_orthancs_errors(live_portal: LivePortal) -> None:
     )
     assert bad.status_code == 400
     assert set(bad.json()) == {"error", "status"}
+
+
+def test_a_chunked_stow_upload_is_checked_and_stored(live_portal: LivePortal) -> None:
+    """Chunked uploads reach the STOW checks as they are sent (nginx passes them on unbuffered)."""
+    good, _, sop_uid = unique_ct_instance(label="chunked")
+    body, content_type = stow_body([good, b"not dicom"])
+    response = requests.post(
+        f"{live_portal.url}/pacs/dicom-web/studies",
+        data=iter([body[: len(body) // 2], body[len(body) // 2 :]]),  # no length: sent chunked
+        headers={"Content-Type": content_type, "Accept": "application/dicom+json"},
+        auth=("bob", live_portal.passwords["bob"]),
+        timeout=60,
+    )
+    assert response.status_code == 202, response.text[:300]
+    stored = response.json()["00081199"]["Value"]
+    assert [item["00081155"]["Value"][0] for item in stored] == [sop_uid]
+    assert len(response.json()["00081198"]["Value"]) == 1

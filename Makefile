@@ -16,7 +16,8 @@ TEST_PACKAGES := $(RUN_PACKAGES) postgresql chromium debootstrap
 VERSIONS_REPORT := test-artifacts/orthanc-versions.txt
 # What runs through both doors (gunicorn alone, and nginx in front of it).
 FRONT_TESTS := tests/test_proxy_roles.py tests/test_attribution.py tests/test_viewer_e2e.py \
-	tests/test_proxy_corpus.py tests/test_live_sessions.py tests/test_audit_live.py tests/test_proxy_dicomweb_client.py
+	tests/test_proxy_corpus.py tests/test_live_sessions.py tests/test_audit_live.py tests/test_proxy_dicomweb_client.py \
+	tests/test_stow_hostile.py tests/test_hostile_clients.py
 
 .PHONY: run test lint bench system-run system-test orthanc-other clean help
 
@@ -76,8 +77,11 @@ test: system-test $(VENV)/.test-installed lint orthanc-other
 	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) PORTAL_TEST_DATABASE=postgresql $(PY) -m pytest -m "not browser"
 	@echo "== the live tests through the portal's nginx (nginx streams the reads after Django's decision) =="
 	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) PORTAL_TEST_DOOR=nginx $(PY) -m pytest -m "live or browser" $(FRONT_TESTS)
-	@echo "== tests that use Orthanc, on SQLite, $$($(PYTHON) -m orthanc.debian describe other) =="
-	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) PORTAL_TEST_ORTHANC=other $(PY) -m pytest -m "orthanc or live or browser"
+	@echo "== tests that use Orthanc, on SQLite, $$($(PYTHON) -m orthanc.debian describe other); those of both doors through nginx =="
+	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) PORTAL_TEST_ORTHANC=other $(PY) -m pytest -m "orthanc or live or browser" \
+		$(addprefix --ignore=,$(FRONT_TESTS))
+	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) PORTAL_TEST_ORTHANC=other PORTAL_TEST_DOOR=nginx \
+		$(PY) -m pytest -m "live or browser" $(FRONT_TESTS)
 	@echo "== the other Orthanc with its index in PostgreSQL =="
 	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) PORTAL_TEST_ORTHANC=other PORTAL_TEST_DATABASE=postgresql \
 		$(PY) -m pytest tests/test_orthanc_server.py

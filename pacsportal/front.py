@@ -210,25 +210,18 @@ class ContainerFront(Front):
     """The front container of compose.yaml: the same template, for the official nginx image.
 
     Written into `work_dir`, a memory-backed volume of the web container that
-    the front mounts read-only at `mounted_at` (the same path in compose), and
-    read there by nginx's master process (root) at start. The upstreams are
-    compose's service names; the Orthanc credential comes from the web
-    container's secret, as the portal's own does.
+    the front mounts read-only at the same path, and read there by nginx's
+    master process (root) at start. The upstreams are compose's service names;
+    the Orthanc credential comes from the web container's secret, as the
+    portal's own does. Each file is replaced whole: a front starting meanwhile,
+    or another web replica writing the same files, never reads half of one.
     """
 
-    mounted_at: Path | None = None
     health_host: str = "localhost"
-
-    @property
-    def config_root(self) -> Path:
-        return self.mounted_at or self.work_dir
 
     @property
     def decision_cache(self) -> Path:
         return Path(CONTAINER_DECISION_CACHE)
-
-    def values(self) -> dict[str, str]:
-        return {**super().values(), "NGINX_SECRETS_DIR": str(self.config_root / "secrets")}
 
     def write_config(self) -> Path:
         if not on_memory_filesystem(self.work_dir):
@@ -237,9 +230,8 @@ class ContainerFront(Front):
                 "must not touch disk (compose.yaml mounts a tmpfs volume there)"
             )
         (self.work_dir / "secrets").mkdir(mode=0o700, exist_ok=True)
-        write_private(self.work_dir / "secrets" / "orthanc-credential.conf", credential_directive(self))
+        write_replacing(self.work_dir / "secrets" / "orthanc-credential.conf", credential_directive(self))
         write_replacing(self.work_dir / "pacsportal.conf", render(TEMPLATE.read_text(), self.values()))
-        root = self.config_root
         write_replacing(
             self.config_path,
             "# compose.yaml's front container (the official nginx image), written by the web\n"
@@ -249,12 +241,12 @@ class ContainerFront(Front):
             "    default_type application/octet-stream;\n"
             "    sendfile on;\n    tcp_nopush on;\n    tcp_nodelay on;\n"
             f"    {ACCESS_LOG_FORMAT}\n    access_log /dev/stdout pacsportal;\n"
-            f"    include {root}/pacsportal.conf;\n"
+            f"    include {self.work_dir}/pacsportal.conf;\n"
             "    # The container's health check: the portal's /healthz through the front, on loopback only.\n"
             f"    server {{\n        listen 127.0.0.1:{CONTAINER_HEALTH_PORT};\n        access_log off;\n"
             "        location = /healthz {\n            proxy_pass http://pacsportal_web;\n"
             "            proxy_http_version 1.1;\n"
-            f"            proxy_set_header Host {self.health_host};\n"
+            f'            proxy_set_header Host "{self.health_host}";\n'
             '            proxy_set_header Connection "";\n        }\n'
             "        location / {\n            return 404;\n        }\n    }\n}\n",
         )
@@ -296,10 +288,9 @@ def write_private(path: Path, text: str) -> None:
 
 
 def write_replacing(path: Path, text: str) -> None:
-    """Write beside `path`, then rename over it: an nginx starting meanwhile (or another
-    web replica writing the same file) never reads half of it."""
+    """Write a file readable by its owner only beside `path`, then rename it over `path`."""
     partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(text)
+    write_private(partial, text)
     os.replace(partial, path)
 
 

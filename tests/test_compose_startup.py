@@ -401,8 +401,6 @@ class FrontService:
         return [json.loads(line) for line in self.output().splitlines() if line.startswith("{")]
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
         stop_process_group(self.process)
         shutil.rmtree(self.cache, ignore_errors=True)
 

@@ -27,7 +27,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HOST=0.0.0.0 \
     PORT=8000
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin portal \
-    && mkdir -p /data /app && chown portal:portal /data
+    && mkdir -p /data /app /run/pacsportal-front && chown portal:portal /data /run/pacsportal-front
 WORKDIR /app
 COPY requirements.txt ./
 RUN pip install --no-cache-dir --disable-pip-version-check -r requirements.txt

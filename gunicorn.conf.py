@@ -28,8 +28,9 @@ errorlog = "-"
 # Trust nobody's X-Forwarded-* unless told: a client on loopback could otherwise claim https.
 forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "")
 
-# TLS is nginx's when gunicorn sits behind it on a unix socket.
-behind_front = bind.startswith("unix:")
+# TLS is nginx's when gunicorn sits behind it: on a unix socket (manage.py
+# serve), or in compose, whose front gets its configuration from FRONT_CONFIG_DIR.
+behind_front = bind.startswith("unix:") or bool(env_str("FRONT_CONFIG_DIR"))
 certfile = None if behind_front else env_str("TLS_CERT_FILE") or None
 keyfile = None if behind_front else env_str("TLS_KEY_FILE") or None
 

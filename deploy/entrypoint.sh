@@ -1,6 +1,7 @@
 #!/bin/sh
 # The portal container: refuse a configuration that would start and then fail
-# quietly, migrate, make sure the first admin exists, serve.
+# quietly, migrate, make sure the first admin exists, write the front's
+# configuration (compose), serve.
 set -eu
 
 fail() {
@@ -16,13 +17,22 @@ is_true() {
     esac
 }
 
-# TLS at gunicorn. An unreadable or mismatched key still lets gunicorn log
-# "Listening at https", and then every handshake fails: check it here, as the
-# user gunicorn runs as.
 cert=${TLS_CERT_FILE:-}
 key=${TLS_KEY_FILE:-}
 if [ -n "$cert$key" ]; then
     [ -n "$cert" ] && [ -n "$key" ] || fail "set both TLS_CERT_FILE and TLS_KEY_FILE, or neither"
+fi
+if [ -n "${FRONT_CONFIG_DIR:-}" ]; then
+    # Behind compose's front: TLS is nginx's, which reads the certificate in its
+    # own container and refuses a bad one at start; gunicorn speaks plain HTTP
+    # to it on the internal network.
+    if is_true "${PORTAL_HTTPS:-false}" && [ -z "$cert" ]; then
+        fail "PORTAL_HTTPS=true, but nothing speaks HTTPS: set TLS_CERT_FILE and TLS_KEY_FILE (TLS at the front), or PORTAL_HTTPS=false for plain HTTP (docs/deploy.md, TLS)"
+    fi
+elif [ -n "$cert" ]; then
+    # TLS at gunicorn. An unreadable or mismatched key still lets gunicorn log
+    # "Listening at https", and then every handshake fails: check it here, as
+    # the user gunicorn runs as.
     for file in "$cert" "$key"; do
         [ -e "$file" ] || fail "$file does not exist: put cert.pem and key.pem in TLS_DIR (docs/deploy.md, TLS)"
         [ -r "$file" ] || fail "$file cannot be read by this container's user (uid $(id -u)): on the host, \`chown $(id -u)\` the file and keep its mode 0600 (docs/deploy.md, TLS)"
@@ -58,6 +68,13 @@ if [ -n "${PORTAL_ADMIN_PASSWORD_FILE:-}" ]; then
     )
 else
     python manage.py ensure_admin
+fi
+
+# compose's front (the official nginx image, no Python) gets its configuration
+# from here: nginx's one template rendered by pacsportal/front.py into the
+# memory-backed volume it mounts read-only, the Orthanc credential included.
+if [ -n "${FRONT_CONFIG_DIR:-}" ]; then
+    python manage.py render_front
 fi
 
 exec python -m gunicorn -c gunicorn.conf.py pacsportal.wsgi

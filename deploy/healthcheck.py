@@ -20,7 +20,8 @@ def allowed_host(allowed_hosts: str) -> str:
 
 def main() -> int:
     host = allowed_host(os.environ.get("ALLOWED_HOSTS", ""))
-    tls = bool(os.environ.get("TLS_CERT_FILE"))
+    # Behind compose's front (FRONT_CONFIG_DIR), the certificate is nginx's: gunicorn speaks plain HTTP.
+    tls = bool(os.environ.get("TLS_CERT_FILE")) and not os.environ.get("FRONT_CONFIG_DIR")
     url = f"{'https' if tls else 'http'}://127.0.0.1:{os.environ.get('PORT', '8000')}/healthz"
     # Checking our own certificate against our own loopback address proves nothing: skip it.
     context = ssl._create_unverified_context() if tls else None  # noqa: S323

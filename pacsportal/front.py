@@ -1,8 +1,10 @@
 """The front: nginx, the only listener, rendered from one template and run like Orthanc.
 
-`deploy/nginx/pacsportal.conf.template` is the one template (compose renders
-the same file with the nginx image's envsubst); this module is the one place
-that renders it natively, for `manage.py serve` and the tests, with a small
+`deploy/nginx/pacsportal.conf.template` is the one template and this module the
+one place that renders it: natively for `manage.py serve` and the tests, and
+for compose's front container (the official nginx image, which has no Python),
+where the web container's entrypoint runs `manage.py render_front` into a
+memory-backed volume that the front mounts read-only. Each time with a small
 main configuration around it (pid, temp paths, logs) and the Orthanc service
 credential in a file of its own, readable by its owner only.
 """
@@ -35,6 +37,12 @@ ACCESS_LOG_FORMAT = (
     '"path":"$uri","status":$status,"bytes":$body_bytes_sent,"seconds":$request_time'
     "}';"
 )
+# compose.yaml's front container: the port it listens on (published as WEB_PORT),
+# its loopback-only health listener, and its decision cache, a tmpfs mount there.
+CONTAINER_PORT = 8000
+CONTAINER_HEALTH_PORT = 8081
+CONTAINER_DECISION_CACHE = "/var/cache/nginx/pacs-decisions"
+MEMORY_FILESYSTEM_TYPES = frozenset({"tmpfs", "ramfs"})
 
 
 class FrontNotInstalled(RuntimeError):
@@ -197,6 +205,68 @@ class Front:
         shutil.rmtree(self.decision_cache, ignore_errors=True)
 
 
+@dataclass
+class ContainerFront(Front):
+    """The front container of compose.yaml: the same template, for the official nginx image.
+
+    Written into `work_dir`, a memory-backed volume of the web container that
+    the front mounts read-only at the same path, and read there by nginx's
+    master process (root) at start. The upstreams are compose's service names;
+    the Orthanc credential comes from the web container's secret, as the
+    portal's own does. Each file is replaced whole: a front starting meanwhile,
+    or another web replica writing the same files, never reads half of one.
+    """
+
+    health_host: str = "localhost"
+
+    @property
+    def decision_cache(self) -> Path:
+        return Path(CONTAINER_DECISION_CACHE)
+
+    def write_config(self) -> Path:
+        if not on_memory_filesystem(self.work_dir):
+            raise FrontStartError(
+                f"{self.work_dir} is not on a memory filesystem (tmpfs): the Orthanc credential "
+                "must not touch disk (compose.yaml mounts a tmpfs volume there)"
+            )
+        (self.work_dir / "secrets").mkdir(mode=0o700, exist_ok=True)
+        write_replacing(self.work_dir / "secrets" / "orthanc-credential.conf", credential_directive(self))
+        write_replacing(self.work_dir / "pacsportal.conf", render(TEMPLATE.read_text(), self.values()))
+        write_replacing(
+            self.config_path,
+            "# compose.yaml's front container (the official nginx image), written by the web\n"
+            "# container's entrypoint (manage.py render_front, pacsportal/front.py).\n"
+            f"user nginx;\nworker_processes {self.workers};\npid /run/nginx.pid;\n"
+            "error_log /dev/stderr warn;\nevents { worker_connections 2048; }\nhttp {\n"
+            "    default_type application/octet-stream;\n"
+            "    sendfile on;\n    tcp_nopush on;\n    tcp_nodelay on;\n"
+            f"    {ACCESS_LOG_FORMAT}\n    access_log /dev/stdout pacsportal;\n"
+            f"    include {self.work_dir}/pacsportal.conf;\n"
+            "    # The container's health check: the portal's /healthz through the front, on loopback only.\n"
+            f"    server {{\n        listen 127.0.0.1:{CONTAINER_HEALTH_PORT};\n        access_log off;\n"
+            "        location = /healthz {\n            proxy_pass http://pacsportal_web;\n"
+            "            proxy_http_version 1.1;\n"
+            f'            proxy_set_header Host "{self.health_host}";\n'
+            '            proxy_set_header Connection "";\n        }\n'
+            "        location / {\n            return 404;\n        }\n    }\n}\n",
+        )
+        return self.config_path
+
+
+def on_memory_filesystem(path: Path) -> bool:
+    """Whether `path` lies on a tmpfs (or ramfs): the longest mount point holding it decides."""
+    target = os.path.realpath(path)
+    found, kind = "", ""
+    with open("/proc/self/mounts") as mounts:
+        for line in mounts:
+            fields = line.split()
+            point = fields[1].replace("\\040", " ")
+            inside = target == point or target.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(found):
+                found, kind = point, fields[2]
+    return kind in MEMORY_FILESYSTEM_TYPES
+
+
 def own_private_directory(path: Path) -> None:
     """Create `path` (mode 0700), refusing one that another user made or that is a symlink."""
     path.mkdir(mode=0o700, exist_ok=True)
@@ -217,6 +287,13 @@ def write_private(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
+def write_replacing(path: Path, text: str) -> None:
+    """Write a file readable by its owner only beside `path`, then rename it over `path`."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    write_private(partial, text)
+    os.replace(partial, path)
+
+
 def from_settings(port: int, socket_path: Path) -> Front:
     """The front of `manage.py serve`: nginx on `port`, gunicorn behind it on `socket_path`."""
     from django.conf import settings
@@ -235,3 +312,34 @@ def from_settings(port: int, socket_path: Path) -> Front:
         max_body=settings.NGINX_MAX_BODY,
         read_timeout=settings.ORTHANC_READ_TIMEOUT,
     )
+
+
+def container_from_settings(directory: Path) -> ContainerFront:
+    """compose.yaml's front, as the web container's settings describe it (manage.py render_front)."""
+    from django.conf import settings
+
+    from pacsportal.env import env_str
+
+    orthanc = urllib.parse.urlsplit(settings.ORTHANC_URL)
+    return ContainerFront(
+        work_dir=directory,
+        port=CONTAINER_PORT,
+        portal_upstream=env_str("FRONT_PORTAL_UPSTREAM") or "web:8000",
+        orthanc_upstream=orthanc.netloc,
+        orthanc_user=settings.ORTHANC_USER,
+        orthanc_password=settings.ORTHANC_PASSWORD,
+        tls_cert=env_str("TLS_CERT_FILE"),
+        tls_key=env_str("TLS_KEY_FILE"),
+        decision_seconds=settings.NGINX_DECISION_SECONDS,
+        max_body=settings.NGINX_MAX_BODY,
+        read_timeout=settings.ORTHANC_READ_TIMEOUT,
+        health_host=allowed_host(settings.ALLOWED_HOSTS),
+    )
+
+
+def allowed_host(allowed_hosts: list[str]) -> str:
+    """A Host header Django accepts, as deploy/healthcheck.py picks it for the web container."""
+    for entry in allowed_hosts:
+        if entry and entry != "*":
+            return entry.lstrip(".")
+    return "localhost"

@@ -151,6 +151,8 @@ class Container:
     env: dict[str, str]
     mounts: dict[str, Path] = field(default_factory=dict)
     image: Image | None = None
+    # Container paths where compose mounts a tmpfs (memory only).
+    tmpfs: list[str] = field(default_factory=list)
 
     def host_path(self, container_path: str) -> Path:
         """The host file behind a container path, through the longest mount that holds it."""
@@ -211,8 +213,15 @@ class Project:
         env.update({key: "" if value is None else str(value) for key, value in environment.items()})
 
         mounts: dict[str, Path] = {}
+        tmpfs = [item.split(":")[0] for item in service.get("tmpfs", [])]
         for volume in service.get("volumes", []):
-            source, target = volume.split(":")[:2]
+            if isinstance(volume, dict):  # the long syntax
+                if volume["type"] == "tmpfs":
+                    tmpfs.append(volume["target"])
+                    continue
+                source, target = volume["source"], volume["target"]
+            else:
+                source, target = volume.split(":")[:2]
             if source.startswith((".", "/")):
                 mounts[target] = self.local_path(source)
             elif named_volumes and source in named_volumes:
@@ -222,7 +231,7 @@ class Project:
             target = source if isinstance(secret, str) else secret.get("target", source)
             definition = self.config["secrets"][source]
             mounts[f"{SECRETS_DIR}/{target}"] = self.local_path(definition["file"])
-        return Container(service=name, env=env, mounts=mounts, image=image)
+        return Container(service=name, env=env, mounts=mounts, image=image, tmpfs=tmpfs)
 
 
 # --- The Orthanc Team image's configuration rules (docs: orthancteam/orthanc Docker images) ---

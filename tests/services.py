@@ -163,7 +163,8 @@ class LivePortal:
                     503,
                 ):
                     return
-            except (requests.ConnectionError, requests.Timeout):  # a busy machine: ask again
+            except (requests.ConnectionError, requests.Timeout):
+                # A worker still booting on a busy machine may take longer than the 2 s to answer.
                 time.sleep(0.1)
         raise AssertionError(f"gunicorn did not answer on {self.url}")
 

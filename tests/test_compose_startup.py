@@ -6,21 +6,33 @@ PostgreSQL put through the postgres image's first start (socket-only server,
 deploy/initdb.sh, then the real server), `orthanc` is the Debian Orthanc with
 the configuration the Orthanc Team image would build from compose.yaml, and
 `web` is the image's entrypoint, run from the build context `.dockerignore`
-leaves, as the image's user (uid 10001), with the environment compose gives it.
-Each container's own health check from compose.yaml decides when it is up.
+leaves, as the image's user (uid 10001), with the environment compose gives it,
+and `front` is Debian's nginx running the configuration that entrypoint wrote
+into the front's volume, as the nginx image's `nginx -c` would. Each
+container's own health check from compose.yaml decides when it is up, and
+every request of the tests goes through the front, as a client's would.
 
 Stand-ins for what only Docker has: service names and ports become loopback
 addresses, `/run/secrets/NAME` is a hard link to the secret file (the same
 inode, owner and mode, as compose's bind mount gives), the `/data` volume is
-a directory owned by the image's user, and the OHIF build is the shared cache
-that `python -m viewer.bundle` fills (the image runs the same command).
+a directory owned by the image's user, the tmpfs volume and mounts are
+directories in /dev/shm, and the OHIF build is the shared cache that `python
+-m viewer.bundle` fills (the image runs the same command). The front's
+container paths, ports and user (`nginx`, Debian's `www-data`) are replaced
+in a copy of its configuration, and nothing else. The edge network is
+loopback too: the front connects from 127.0.0.1, the only address the portal
+trusts here, and the tests' clients from other loopback addresses.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import sysconfig
@@ -34,6 +46,7 @@ import pytest
 import requests
 
 from orthanc.server import OrthancNotInstalled, OrthancServer, PostgresIndex
+from pacsportal.front import CONTAINER_HEALTH_PORT, CONTAINER_PORT, FrontNotInstalled, nginx_binary
 from tests.compose import (
     SECRETS_DIR,
     Container,
@@ -42,6 +55,7 @@ from tests.compose import (
     make_site,
     orthanc_configuration,
     run_documented,
+    self_signed_certificate,
     set_env,
     shell_blocks,
 )
@@ -53,6 +67,11 @@ pytestmark = pytest.mark.live
 HOST = "pacs.hospital.example"
 VENV_BIN = str(Path(sys.executable).parent)
 START_TIMEOUT = 180
+# The edge network on loopback: the front's address as the portal sees it, and two clients.
+FRONT_PEER = "127.0.0.1"
+CLIENT = "127.0.0.7"
+STRANGER = "127.0.0.9"
+MEMORY = Path("/dev/shm")  # tmpfs, where the stand-ins of compose's tmpfs volumes live
 
 
 def everyone_can_enter(path: Path) -> bool:
@@ -95,10 +114,18 @@ def secrets_as_mounted(container: Container, root: Path) -> None:
             container.mounts[mount] = link
 
 
-def health_check(container: Container, project: Project, env: dict[str, str], **run: object) -> int:
-    """The service's own compose health check, with its timeout."""
+def health_check(
+    container: Container,
+    project: Project,
+    env: dict[str, str],
+    replacements: dict[str, str] | None = None,
+    **run: object,
+) -> int:
+    """The service's own compose health check, with its timeout (and loopback ports for its own)."""
     check = project.services[container.service]["healthcheck"]
     kind, *args = check["test"]
+    for old, new in (replacements or {}).items():
+        args = [arg.replace(old, new) for arg in args]
     command = ["sh", "-c", args[0]] if kind == "CMD-SHELL" else args
     timeout = float(str(check.get("timeout", "30s")).removesuffix("s"))
     try:
@@ -200,19 +227,26 @@ class Web:
         data = self.root / "data"
         data.mkdir(mode=0o755)
         os.chown(data, self.image.uid, self.image.uid)  # the image's /data belongs to its user
+        # The front-config volume: a tmpfs owned by the image's user, mode 0700 (compose.yaml).
+        self.front_config = Path(tempfile.mkdtemp(prefix="pacsportal-compose-front-config-", dir=MEMORY))
+        os.chown(self.front_config, self.image.uid, self.image.uid)
         self.container.mounts.update(
             {
                 "/app": self.app,
                 "/app/static-root": self.static_root,
                 "/app/ohif": bundle.cache_dir(),
                 "/data": data,
+                self.volume_target("front-config"): self.front_config,
             }
         )
         secrets_as_mounted(self.container, self.root)
+        (edge,) = self.project.config["networks"]["edge"]["ipam"]["config"]
         env = self.container.native_env(
             {
                 "@db:5432/": f"@127.0.0.1:{self.database.cluster.port}/",
                 "http://orthanc:8042": self.orthanc.url,
+                "web:8000": f"127.0.0.1:{self.port}",
+                edge["subnet"]: f"{FRONT_PEER}/32",
             }
         )
         # The container's own network namespace is this machine's loopback here.
@@ -222,13 +256,18 @@ class Web:
         self.env = env
         self.log = self.root / "web.log"
 
-    @property
-    def scheme(self) -> str:
-        return "https" if self.env.get("TLS_CERT_FILE") else "http"
+    def volume_target(self, name: str) -> str:
+        (target,) = [
+            volume.split(":")[1]
+            for volume in self.project.services["web"]["volumes"]
+            if volume.split(":")[0] == name
+        ]
+        return str(target)
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
+        """Plain HTTP on the internal network: TLS is the front's."""
+        return f"http://127.0.0.1:{self.port}"
 
     def as_image_user(self) -> list[str]:
         uid = str(self.image.uid)
@@ -264,13 +303,128 @@ class Web:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process_group(self.process)
+        shutil.rmtree(self.front_config, ignore_errors=True)
+
+
+def stop_process_group(process: subprocess.Popen[bytes] | None) -> None:
+    if process and process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@dataclass
+class FrontService:
+    """The front container: nginx started as the image starts it, on what the web container wrote."""
+
+    project: Project
+    web: Web
+    root: Path
+    port: int = field(default_factory=free_port)
+    health_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.container = self.project.container("front", {"front-config": self.web.front_config})
+        self.cache = Path(tempfile.mkdtemp(prefix="pacsportal-compose-decisions-", dir=MEMORY))
+        for target in self.container.tmpfs:
+            self.container.mounts[target] = self.cache
+        self.log = self.root / "front.log"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if "ssl_certificate " in (self.root / "pacsportal.conf").read_text() else "http"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def translated(self, text: str) -> str:
+        """The configuration with Docker's namespaces replaced by this machine's: ports on
+        loopback, container paths by their host paths, the image's user by Debian's."""
+        replacements = {
+            f"listen {CONTAINER_PORT}": f"listen 127.0.0.1:{self.port}",
+            f"listen 127.0.0.1:{CONTAINER_HEALTH_PORT};": f"listen 127.0.0.1:{self.health_port};",
+            "user nginx;": "user www-data;",
+            "pid /run/nginx.pid;": f"pid {self.root}/nginx.pid;",
+            f"{self.web.front_config}/pacsportal.conf": f"{self.root}/pacsportal.conf",
+        }
+        for old, new in replacements.items():
+            text = text.replace(old, new)
+        for mount in sorted(self.container.mounts, key=len, reverse=True):
+            path = re.compile(rf"(?<=\s){re.escape(mount)}(?=[/;\s])")
+            text = path.sub(str(self.container.mounts[mount]), text)
+        return text
+
+    def start(self) -> None:
+        command = self.project.services["front"]["command"]
+        assert command[:2] == ["nginx", "-c"], command
+        main = self.container.host_path(command[2])
+        assert main.exists(), f"the web container wrote no {command[2]} for the front"
+        (self.root / "nginx.conf").write_text(self.translated(main.read_text()))
+        (self.root / "pacsportal.conf").write_text(
+            self.translated((main.parent / "pacsportal.conf").read_text())
+        )
+        try:
+            binary = nginx_binary()
+        except FrontNotInstalled as error:
+            pytest.fail(str(error), pytrace=False)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [binary, "-c", str(self.root / "nginx.conf"), *command[3:]],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait(self) -> int | None:
+        """Until healthy (None) or nginx's exit (its code)."""
+        assert self.process is not None
+        ports = {f"127.0.0.1:{CONTAINER_HEALTH_PORT}/": f"127.0.0.1:{self.health_port}/"}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if (code := self.process.poll()) is not None:
+                return code
+            if health_check(self.container, self.project, {"PATH": "/usr/bin:/bin"}, ports) == 0:
+                return None
+            time.sleep(0.5)
+        raise AssertionError(f"front neither became healthy nor exited in 60 s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def access_log(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.output().splitlines() if line.startswith("{")]
+
+    def stop(self) -> None:
+        stop_process_group(self.process)
+        shutil.rmtree(self.cache, ignore_errors=True)
+
+
+class FromAddress(requests.adapters.HTTPAdapter):
+    """Connections from one loopback address: a client of its own on the edge network."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def client_session(address: str, verify: str | bool = True) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = verify
+    session.headers["Host"] = HOST
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, FromAddress(address))
+    return session
 
 
 @pytest.fixture(scope="module")
@@ -351,6 +505,7 @@ def image(site: Path, root: Path) -> tuple[Path, Path]:
 
 
 StartWeb = Callable[[Path], Web]
+StartFront = Callable[[Web], FrontService]
 
 
 @pytest.fixture
@@ -374,78 +529,169 @@ def start_web(
         shutil.rmtree(web.root, ignore_errors=True)
 
 
+@pytest.fixture
+def start_front() -> Iterator[StartFront]:
+    """The front, started once its web is healthy (compose.yaml's depends_on)."""
+    started: list[FrontService] = []
+
+    def start(web: Web) -> FrontService:
+        code = web.wait()
+        assert code is None, f"the entrypoint exited with {code}:\n{web.output()}"
+        front = FrontService(web.project, web, web.root)
+        started.append(front)
+        front.start()
+        return front
+
+    yield start
+    for front in started:
+        front.stop()
+
+
+def log_in(session: requests.Session, url: str, password: str) -> requests.Response:
+    login = f"{url}/accounts/login/"
+    # What Django takes the request's scheme to be: the front's, or a forged X-Forwarded-Proto.
+    secure = url.startswith("https:") or session.headers.get("X-Forwarded-Proto") == "https"
+    scheme = "https" if secure else "http"
+    page = session.get(login, timeout=10)
+    assert page.status_code == 200, page.status_code
+    return session.post(
+        login,
+        data={"username": "admin", "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{scheme}://{HOST}/accounts/login/"},
+        timeout=30,
+        allow_redirects=False,
+    )
+
+
+def speaks_http2(front: FrontService, cafile: Path) -> bool:
+    context = ssl.create_default_context(cafile=str(cafile))
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with (
+        socket.create_connection(("127.0.0.1", front.port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=HOST) as tls,
+    ):
+        return tls.selected_alpn_protocol() == "h2"
+
+
+def audit_rows(database: Database, since: int) -> list[tuple[str, str, str]]:
+    """(action, client address, username) of the portal's audit rows after id `since`."""
+    result = database.cluster.run(
+        "psql", "-h", str(database.cluster.dir), "-p", str(database.cluster.port), "-U", "postgres",
+        "-d", "portal", "-AtF", "|", "-c",
+        f"SELECT action, host(client_ip), username FROM audit_auditevent WHERE id > {since:d} ORDER BY id",  # noqa: S608
+    )  # fmt: skip
+    return [tuple(line.split("|")) for line in result.stdout.splitlines()]  # type: ignore[misc]
+
+
+def last_audit_id(database: Database) -> int:
+    result = database.cluster.run(
+        "psql", "-h", str(database.cluster.dir), "-p", str(database.cluster.port), "-U", "postgres",
+        "-d", "portal", "-Atc", "SELECT coalesce(max(id), 0) FROM audit_auditevent",
+    )  # fmt: skip
+    return int(result.stdout.strip())
+
+
 def variant(site: Path, root: Path, name: str) -> Path:
     """A copy of the site to change, file modes kept (the key's owner is root in the copy)."""
     checkout = root / name
     shutil.copytree(site, checkout, symlinks=True)
-    os.chown(checkout / "certs" / "key.pem", site.stat().st_uid, site.stat().st_gid)
     return checkout
 
 
-def test_it_serves_https_after_the_documented_install(site: Path, start_web: StartWeb) -> None:
+def test_it_serves_https_with_http2_through_the_front_after_the_documented_install(
+    site: Path, start_web: StartWeb, start_front: StartFront
+) -> None:
     web = start_web(site)
-    code = web.wait()
-    assert code is None, f"the entrypoint exited with {code}:\n{web.output()}"
-    assert web.scheme == "https"
-    session = requests.Session()
-    session.verify = str(site / "certs" / "cert.pem")
-    session.trust_env = False
-    session.headers["Host"] = HOST
-    assert session.get(f"{web.url}/healthz", timeout=10).json() == {
+    front = start_front(web)
+    code = front.wait()
+    assert code is None, f"nginx exited with {code}:\n{front.output()}"
+    assert front.scheme == "https"
+    cert = site / "certs" / "cert.pem"
+    assert speaks_http2(front, cert), "the front offers no HTTP/2 over TLS"
+    session = client_session(CLIENT, verify=str(cert))
+    assert session.get(f"{front.url}/healthz", timeout=10).json() == {
         "status": "ok",
         "database": "ok",
         "orthanc": "ok",
     }
-    home = session.get(f"{web.url}/", timeout=10, allow_redirects=False)
+    home = session.get(f"{front.url}/", timeout=10, allow_redirects=False)
     assert (home.status_code, home.headers["Location"]) == (302, "/accounts/login/?next=/")
-    login = f"{web.url}/accounts/login/"
-    page = session.get(login, timeout=10)
-    assert page.status_code == 200
-    assert "Strict-Transport-Security" in page.headers
     admin_password = (site / "secrets" / "portal_admin_password").read_text().strip()
-    answer = session.post(
-        login,
-        data={
-            "username": "admin",
-            "password": admin_password,
-            "csrfmiddlewaretoken": session.cookies["csrftoken"],
-        },
-        headers={"Referer": f"https://{HOST}/accounts/login/"},
-        timeout=30,
-        allow_redirects=False,
-    )
+    answer = log_in(session, front.url, admin_password)
     assert answer.status_code == 302, "the first admin cannot log in with secrets/portal_admin_password"
-    assert admin_password not in web.output()
+    assert "Strict-Transport-Security" in answer.headers
+    studies = session.get(
+        f"{front.url}/pacs/dicom-web/studies", headers={"Accept": "application/dicom+json"}, timeout=30
+    )
+    assert studies.status_code in (200, 204), studies.text
+    assert studies.headers["Cache-Control"] == "no-store, private"
+    streamed = [line for line in front.access_log() if line["path"] == "/pacs/dicom-web/studies"]
+    assert [line["user"] for line in streamed] == ["admin (session)"], "nginx did not stream the read"
+    assert admin_password not in web.output() + front.output()
+    credential = web.front_config / "secrets" / "orthanc-credential.conf"
+    assert credential.stat().st_mode & 0o077 == 0
 
 
-def test_it_serves_plain_http_when_the_admin_chooses_it(site: Path, root: Path, start_web: StartWeb) -> None:
+def test_it_serves_plain_http_through_the_front_when_the_admin_chooses_it(
+    site: Path, root: Path, start_web: StartWeb, start_front: StartFront
+) -> None:
     checkout = variant(site, root, "plain-http")
     (plain,) = shell_blocks("Plain HTTP")
     run_documented(plain, checkout)
     set_env(checkout, ALLOWED_HOSTS=".hospital.example")  # the health check must find a host it may use
-    web = start_web(checkout)
-    code = web.wait()
-    assert code is None, f"the entrypoint exited with {code}:\n{web.output()}"
-    assert web.scheme == "http"
-    page = requests.get(
-        f"{web.url}/accounts/login/", headers={"Host": HOST}, timeout=10, allow_redirects=False
+    front = start_front(start_web(checkout))
+    code = front.wait()
+    assert code is None, f"nginx exited with {code}:\n{front.output()}"
+    assert front.scheme == "http"
+    session = client_session(CLIENT)
+    answer = log_in(session, front.url, (checkout / "secrets" / "portal_admin_password").read_text().strip())
+    assert answer.status_code == 302, "plain HTTP chosen, yet the login page is not served over it"
+    assert "Strict-Transport-Security" not in answer.headers
+    studies = session.get(
+        f"{front.url}/pacs/dicom-web/studies", headers={"Accept": "application/dicom+json"}, timeout=30
     )
-    assert page.status_code == 200, "plain HTTP chosen, yet the login page is not served over it"
-    assert "Strict-Transport-Security" not in page.headers
+    assert studies.status_code in (200, 204), studies.text
 
 
-def test_it_refuses_to_start_with_a_tls_key_it_cannot_read(
-    site: Path, root: Path, start_web: StartWeb
+def test_it_believes_x_forwarded_for_from_the_front_only(
+    site: Path, root: Path, database: Database, start_web: StartWeb, start_front: StartFront
 ) -> None:
-    checkout = variant(site, root, "root-key")
-    key = checkout / "certs" / "key.pem"
-    assert (key.stat().st_uid, key.stat().st_mode & 0o777) == (0, 0o600)  # as copied from the host by root
+    checkout = variant(site, root, "forwarded-for")
     web = start_web(checkout)
-    code = web.wait()
-    assert code not in (None, 0), f"it started with a key it cannot read:\n{web.output()}"
-    assert "/certs/key.pem cannot be read by this container's user (uid 10001)" in web.output()
-    assert "chown 10001" in web.output()
-    assert "Listening at" not in web.output()
+    front = start_front(web)
+    assert front.wait() is None, front.output()
+    forged = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+    studies = "/pacs/dicom-web/studies"
+    # A client of the front: nginx replaces the forged hop with the address it sees.
+    through_front = client_session(CLIENT, verify=str(checkout / "certs" / "cert.pem"))
+    since = last_audit_id(database)
+    refused = through_front.get(f"{front.url}{studies}", auth=("admin", "wrong"), headers=forged, timeout=30)
+    assert refused.status_code == 401
+    via_front = audit_rows(database, since)
+    # A peer reaching gunicorn itself (nothing can in compose: no port, internal networks only).
+    since = last_audit_id(database)
+    refused = client_session(STRANGER).get(
+        f"{web.url}{studies}", auth=("admin", "wrong"), headers=forged, timeout=30
+    )
+    assert refused.status_code == 401
+    direct = audit_rows(database, since)
+    assert via_front and direct, "the refusals were not audited"
+    assert {address for _, address, _ in via_front} == {CLIENT}, via_front
+    assert {address for _, address, _ in direct} == {STRANGER}, direct
+
+
+def test_the_front_refuses_to_start_with_a_key_that_is_not_its_certificates(
+    site: Path, root: Path, start_web: StartWeb, start_front: StartFront
+) -> None:
+    checkout = variant(site, root, "wrong-key")
+    other = root / "other-key"
+    other.mkdir()
+    _, key = self_signed_certificate(other, HOST)
+    shutil.copy(key, checkout / "certs" / "key.pem")
+    front = start_front(start_web(checkout))
+    code = front.wait()
+    assert code not in (None, 0), f"nginx served with a key that is not its certificate's:\n{front.output()}"
+    assert "key values mismatch" in front.output()
 
 
 def test_it_refuses_https_that_nothing_here_terminates(site: Path, root: Path, start_web: StartWeb) -> None:

@@ -5,12 +5,14 @@ The containers' start itself is in test_compose_startup.py."""
 
 from __future__ import annotations
 
+import base64
 import datetime
 import http.server
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ import pytest
 import yaml
 from django.http.request import validate_host
 
+from pacsportal import front
 from tests.compose import (
     SECRETS_DIR,
     Container,
@@ -47,6 +50,11 @@ SET_BY_COMPOSE = {
     "DATABASE_URL",
     "ORTHANC_URL",
     "ORTHANC_USER",
+    # Behind the front: its configuration, its address, and what of its headers is believed.
+    "FRONT_CONFIG_DIR",
+    "FRONT_PORTAL_UPSTREAM",
+    "TRUST_PROXY_SSL_HEADER",
+    "TRUSTED_PROXIES",
 }
 # Secrets the portal reads, and the compose secret each comes from.
 PORTAL_SECRETS = {
@@ -108,12 +116,31 @@ def run_python(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     )
 
 
-def test_it_publishes_no_orthanc_http_port() -> None:
+def test_the_front_is_the_only_service_that_publishes_a_port() -> None:
     services = compose()["services"]
-    assert "ports" not in services["orthanc"]
-    assert "ports" not in services["db"]
-    assert services["web"]["ports"] == ["${WEB_PORT:-443}:8000"]
-    assert compose()["networks"]["backend"]["internal"] is True
+    published = {name: service["ports"] for name, service in services.items() if "ports" in service}
+    assert published == {"front": [f"${{WEB_PORT:-443}}:{front.CONTAINER_PORT}"]}
+    assert services["front"]["image"].startswith("nginx:1."), "the official nginx image, pinned"
+
+
+def test_the_portal_is_reachable_from_the_front_only() -> None:
+    config = compose()
+    networks, services = config["networks"], config["services"]
+    for name in ("web", "orthanc", "db"):
+        for network in services[name]["networks"]:
+            assert networks[network].get("internal") is True, f"{name} is on {network}, not internal"
+    members = {
+        network: {name for name, service in services.items() if network in service["networks"]}
+        for network in networks
+    }
+    # The portal believes X-Forwarded-For from the edge subnet: only the front may be there.
+    assert members["edge"] == {"front", "web"}
+    assert services["web"]["environment"]["TRUSTED_PROXIES"] == "${EDGE_SUBNET:-172.30.249.0/27}"
+    assert networks["edge"]["ipam"]["config"] == [{"subnet": "${EDGE_SUBNET:-172.30.249.0/27}"}]
+    # The front shares exactly one network with each service it proxies (one address to resolve),
+    # and none with the database.
+    shared = {name: set(services["front"]["networks"]) & set(services[name]["networks"]) for name in services}
+    assert shared["web"] == {"edge"} and shared["orthanc"] == {"archive"} and not shared["db"]
 
 
 def test_it_gives_every_service_a_health_check_and_a_restart_policy() -> None:
@@ -123,6 +150,11 @@ def test_it_gives_every_service_a_health_check_and_a_restart_policy() -> None:
     assert "HEALTHCHECK" in (REPO / "Dockerfile").read_text()
     web = compose()["services"]["web"]["depends_on"]
     assert web == {"db": {"condition": "service_healthy"}, "orthanc": {"condition": "service_healthy"}}
+    # nginx resolves both names once, at its start: it waits for them, and restarts with them.
+    assert compose()["services"]["front"]["depends_on"] == {
+        "web": {"condition": "service_healthy", "restart": True},
+        "orthanc": {"condition": "service_healthy", "restart": True},
+    }
 
 
 def test_it_publishes_the_dicom_server_on_4242_with_the_template() -> None:
@@ -161,7 +193,8 @@ def test_the_template_has_tls_wherever_it_asks_for_https() -> None:
     template = documented_variables()
     assert template["PORTAL_HTTPS"] == "true"
     assert template["WEB_PORT"] == "443"
-    volumes = [interpolate(v, template) for v in compose()["services"]["web"]["volumes"] if "TLS_DIR" in v]
+    front_volumes = compose()["services"]["front"]["volumes"]
+    volumes = [interpolate(v, template) for v in front_volumes if "TLS_DIR" in str(v)]
     (mount,) = [volume.split(":")[1] for volume in volumes]
     for name in ("TLS_CERT_FILE", "TLS_KEY_FILE"):
         assert template[name].startswith(mount + "/"), f"{name}={template[name]!r} is not under {mount}"
@@ -169,6 +202,86 @@ def test_the_template_has_tls_wherever_it_asks_for_https() -> None:
     assert "certs/cert.pem" in install and "certs/key.pem" in install, (
         "the install steps skip the certificate"
     )
+
+
+@pytest.fixture
+def front_config(site: Path, tmp_path: Path) -> Iterator[tuple[Container, Container, Path]]:
+    """`manage.py render_front` with the web container's environment, into a tmpfs directory
+    standing in for the front-config volume; (web, front, that directory)."""
+    web = web_container(site, tmp_path)
+    directory = Path(tempfile.mkdtemp(prefix="pacsportal-front-config-", dir="/dev/shm"))
+    result = run_python({**web.native_env(), "FRONT_CONFIG_DIR": str(directory)}, "manage.py", "render_front")
+    assert result.returncode == 0, result.stderr
+    assert "HTTPS with HTTP/2" in result.stdout
+    yield web, Project(site).container("front", {"front-config": directory}), directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_the_front_configuration_names_only_what_the_front_container_has(
+    front_config: tuple[Container, Container, Path],
+) -> None:
+    web, front_container, directory = front_config
+    (target,) = [
+        v.split(":")[1] for v in compose()["services"]["front"]["volumes"] if "front-config:" in str(v)
+    ]
+    assert target == web.env["FRONT_CONFIG_DIR"], "the front mounts the volume where the portal writes it"
+    assert compose()["services"]["front"]["command"][:3] == ["nginx", "-c", f"{target}/nginx.conf"]
+    text = "\n".join(
+        (directory / name).read_text().replace(str(directory), target)
+        for name in ("nginx.conf", "pacsportal.conf")
+    )
+    files = re.compile(
+        r"(?:^|;)\s*(?:ssl_certificate|ssl_certificate_key|include|proxy_cache_path|pid|error_log|access_log"
+        r"|\w+_temp_path)\s+(/[^\s;]+)",
+        re.MULTILINE,
+    )
+    named = set(files.findall(text))
+    assert len(named) >= 6, named
+    for path in named:
+        if path in {"/run/nginx.pid", "/dev/stdout", "/dev/stderr"}:
+            continue  # the image's own
+        inside = [
+            m
+            for m in [*front_container.mounts, *front_container.tmpfs]
+            if path.startswith(m + "/") or path == m
+        ]
+        assert inside, f"{path} is named by the front's configuration, but nothing is mounted there"
+    assert f"ssl_certificate {web.env['TLS_CERT_FILE']};" in text
+    assert web.env["TLS_CERT_FILE"].startswith("/certs/") and "/certs" in front_container.mounts
+    assert f"proxy_cache_path {front.CONTAINER_DECISION_CACHE} " in text
+    assert front.CONTAINER_DECISION_CACHE in front_container.tmpfs, "the decision cache must be in memory"
+    assert f"include {target}/secrets/orthanc-credential.conf;" in text
+    assert f"server {web.env['FRONT_PORTAL_UPSTREAM']};" in text
+    assert "server orthanc:8042;" in text
+    assert f"listen {front.CONTAINER_PORT} ssl http2;" in text
+
+
+def test_the_front_gets_the_orthanc_credential_from_the_secret_in_memory_only(
+    site: Path, front_config: tuple[Container, Container, Path]
+) -> None:
+    web, _, directory = front_config
+    credential = directory / "secrets" / "orthanc-credential.conf"
+    password = (site / "secrets" / "orthanc_password").read_text().strip()
+    token = base64.b64encode(f"{web.env['ORTHANC_USER']}:{password}".encode()).decode()
+    assert credential.read_text() == f'proxy_set_header Authorization "Basic {token}";\n'
+    assert credential.stat().st_mode & 0o777 == 0o600
+    volume = compose()["volumes"]["front-config"]
+    assert volume["driver_opts"]["type"] == "tmpfs", "the credential's volume must be memory-backed"
+    assert "uid=10001" in volume["driver_opts"]["o"], "the portal (uid 10001) writes it"
+
+
+def test_it_refuses_to_write_the_front_credential_to_disk(tmp_path: Path) -> None:
+    container = front.ContainerFront(
+        work_dir=tmp_path,
+        port=front.CONTAINER_PORT,
+        portal_upstream="web:8000",
+        orthanc_upstream="orthanc:8042",
+        orthanc_user="pacsportal",
+        orthanc_password="secret",
+    )
+    with pytest.raises(front.FrontStartError, match="not on a memory filesystem"):
+        container.write_config()
+    assert not (tmp_path / "secrets").exists()
 
 
 class HostRecorder(http.server.BaseHTTPRequestHandler):
@@ -267,7 +380,7 @@ def test_it_passes_every_setting_in_env_to_the_portal(site: Path, tmp_path: Path
     missing = [name for name in settings if web.env.get(name) != f"value-of-{name}"]
     assert not missing, f"set in .env, never reach the portal: {missing}"
     for name in SET_BY_COMPOSE:
-        assert web.env[name] == str(web_environment[name])
+        assert web.env[name] == interpolate(str(web_environment[name]), {})
     for name, secret in PORTAL_SECRETS.items():
         assert web.env[f"{name}_FILE"] == f"{SECRETS_DIR}/{secret}"
         assert web.host_path(web.env[f"{name}_FILE"]).is_file()

@@ -338,7 +338,7 @@ def test_it_audits_creating_opening_each_access_bucket_and_revoking(live_portal:
         created["detail"]
     )
     (opened,) = by_action["share-opened"]
-    assert opened["credential"] == f"share:{share_id}" and opened["client_ip"] == "127.0.0.1"
+    assert opened["credential"] == f"share:{share_id}" and str(opened["client_ip"]) == "127.0.0.1"
     assert "127.0.0.1" in str(opened["detail"])
     reads = by_action["query"]
     assert len(reads) == 1  # three requests, one bucket

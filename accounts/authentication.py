@@ -39,8 +39,10 @@ from django.http import HttpRequest
 
 from accounts.clientip import client_ip
 from accounts.fastauth import ModelBackend
-from accounts.models import AccessToken, looks_like_token
+from accounts.models import AccessToken, Share, looks_like_token
 from accounts.permissions import has_perm
+from accounts.shares import SCOPE as SHARE_SCOPE
+from accounts.shares import visit_of
 
 logger = logging.getLogger(__name__)
 SESSION = "session"
@@ -55,11 +57,13 @@ class BadCredentials(ValueError):
 @dataclass(frozen=True)
 class Identity:
     """A user, the credential they proved it with ('' when anonymous, `token:<name>` for a
-    token), and the token's scope: the most it may do (None: whatever the user may)."""
+    token, `share:<id>` for a shared link's visitor, whose user is the share's owner), and
+    the most it may do (None: whatever the user may); `share`, the shared link, if any."""
 
     user: AbstractBaseUser | AnonymousUser
     credential: str
     scope: frozenset[str] | None = None
+    share: Share | None = None
 
     @property
     def is_authenticated(self) -> bool:
@@ -97,15 +101,21 @@ def authorization(request: HttpRequest) -> tuple[str, str] | None:
 
 
 def identify(request: HttpRequest) -> Identity:
-    """The session's user, else the owner of a valid token, else the user of a valid
-    Basic password, else anonymous.
+    """The session's user, else a shared link's visitor, else the owner of a valid token,
+    else the user of a valid Basic password, else anonymous.
 
     Raises BadCredentials for an Authorization header that is neither Basic nor
     Bearer, is malformed, or carries a token that is unknown, revoked, expired,
-    or whose owner is inactive or not the Basic username.
+    or whose owner is inactive or not the Basic username; and for a visit whose
+    share has been revoked, has expired, or whose owner may no longer share.
     """
     if request.user.is_authenticated:
         return Identity(request.user, SESSION)
+    visit = visit_of(request)
+    if visit is not None:
+        if visit.ended or visit.share is None or visit.owner is None:
+            raise BadCredentials(visit.ended)
+        return Identity(visit.owner, visit.share.credential, SHARE_SCOPE, share=visit.share)
     found = authorization(request)
     if found is None:
         return ANONYMOUS

@@ -59,6 +59,9 @@ class Action(models.TextChoices):
     AUDIT_PRUNE = "audit-prune", "audit log pruned"
     TOKEN_CREATED = "token-created", "access token created"
     TOKEN_REVOKED = "token-revoked", "access token revoked"
+    SHARE_CREATED = "share-created", "shared link created"
+    SHARE_OPENED = "share-opened", "shared link opened"
+    SHARE_REVOKED = "share-revoked", "shared link revoked"
 
 
 FROM_REQUEST: Any = object()

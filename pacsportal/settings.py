@@ -87,7 +87,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "pacsportal.security.SessionIdleTimeoutMiddleware",
-    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Django's LoginRequiredMiddleware, and a shared link's visitor confined to the viewer.
+    "accounts.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -195,6 +196,18 @@ BASIC_AUTH_CACHE_SECONDS = env_int("BASIC_AUTH_CACHE_SECONDS", 300, maximum=3600
 # A Basic password starting with pacs_ is read as a token, so no password may.
 AUTH_PASSWORD_VALIDATORS.append({"NAME": "accounts.validators.NotATokenValidator"})
 # --- end of the API clients block ---
+
+# --- Shared links: one study, read-only, expiring (accounts/shares.py, proxy/shares.py) ---
+# Days a new link lasts unless its owner picks fewer, and the most they may pick.
+SHARE_DEFAULT_DAYS = env_int("SHARE_DEFAULT_DAYS", 7, minimum=1)
+SHARE_MAX_DAYS = env_int("SHARE_MAX_DAYS", 30, minimum=1)
+if SHARE_DEFAULT_DAYS > SHARE_MAX_DAYS:
+    raise ImproperlyConfigured("SHARE_DEFAULT_DAYS is longer than SHARE_MAX_DAYS")
+# Minutes a visitor's session lasts after opening a link (never past the link's expiry).
+SHARE_SESSION_MINUTES = env_int("SHARE_SESSION_MINUTES", 120, minimum=1, maximum=24 * 60)
+# Links one user may create per hour.
+SHARE_CREATE_PER_HOUR = env_int("SHARE_CREATE_PER_HOUR", 20, minimum=1)
+# --- end of the shared links block ---
 
 # Reverse proxies (addresses or networks) whose X-Forwarded-For names the real
 # client, for audit and lockout. Empty: the connecting address is the client.

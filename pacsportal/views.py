@@ -29,6 +29,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "can_read": has_perm(user, roles.READ_STUDIES),
         "can_administer_pacs": has_perm(user, roles.ADMINISTER_PACS),
         "can_read_audit": has_perm(user, roles.READ_AUDIT),
+        "can_share": has_perm(user, roles.SHARE_STUDIES),
     }
     if context["can_read"]:
         context["recent"], context["archive_down"] = recent_studies(request)

@@ -3,8 +3,8 @@
 Every door uses it: the Django proxy views (`proxy.views`) and nginx's
 authorization endpoint. The rules it applies each live in their own module:
 path rules (`paths`), query rules (`query`), role rules (`rules`), the
-same-origin rule (`origin`) and subject resolution (`subjects`), the last one
-asking Orthanc's index.
+same-origin rule (`origin`), subject resolution (`subjects`), the last one
+asking Orthanc's index, and a shared link's narrower scope (`shares`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from django.http import HttpRequest
 
 from accounts.authentication import BadCredentials, Identity, identify
 from orthanc.lookups import LookupFailed
-from proxy import origin, paths, query, rules, subjects
+from proxy import origin, paths, query, rules, shares, subjects
 from proxy.subjects import Subject
 
 
@@ -89,6 +89,13 @@ def decide(
         clean_query = query.parse(original.query_string, paths.is_wado_uri(clean_path))
     except (paths.UnsafePath, query.UnsafeQuery) as error:
         return refuse(verdict, 400, str(error))
+    scope = None
+    if identity.share is not None:
+        scope = shares.Scope(identity.share.study_uid, identity.share.allow_download)
+        confined = shares.confine(scope, mount, method, clean_path, clean_query)
+        if isinstance(confined, rules.Refusal):
+            return refuse(verdict, confined.status, confined.reason)
+        clean_path, clean_query = confined.path, confined.query
     verdict = Decision(
         mount, rules.action(mount, method, clean_path), identity, path=clean_path, query=clean_query.text
     )
@@ -104,7 +111,7 @@ def decide(
         request.META.get("HTTP_SEC_FETCH_SITE"),
         request.META.get("HTTP_ORIGIN"),
         f"{request.scheme}://{request.get_host()}",
-        session=identity.credential == "session",
+        session=identity.credential == "session" or identity.share is not None,
     ):
         return refuse(verdict, 403, "cross-site request refused")
     try:
@@ -116,6 +123,10 @@ def decide(
         return refuse(verdict, refused.status, refused.reason)
     except LookupFailed:
         return refuse(verdict, 503, "the archive could not say whose data this is, so it was not served")
+    if scope is not None:
+        refusal = shares.check_subject(scope, subject)
+        if refusal is not None:
+            return refuse(dataclasses.replace(verdict, subject=subject), refusal.status, refusal.reason)
     return Decision(mount, verdict.action, identity, path=clean_path, query=clean_query.text, subject=subject)
 
 

@@ -676,6 +676,9 @@ def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
     response = HttpResponse(status=204)
     response["X-Pacs-Target"] = decision.target
     response["X-Pacs-User"] = f"{decision.identity.user.get_username()} ({decision.identity.credential})"
+    if decision.identity.share is not None:
+        # Never reused by nginx's decision cache: revoking a share ends it on the next request.
+        response["X-Accel-Expires"] = "0"
     return response
 
 

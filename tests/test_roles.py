@@ -12,8 +12,8 @@ def test_it_creates_the_four_roles_with_their_permissions() -> None:
         for group in Group.objects.prefetch_related("permissions")
     }
     assert roles == {
-        "clinician": {"read_studies"},
-        "uploader": {"read_studies", "store_studies"},
-        "pacs-admin": {"read_studies", "store_studies", "administer_pacs"},
+        "clinician": {"read_studies", "share_studies"},
+        "uploader": {"read_studies", "store_studies", "share_studies"},
+        "pacs-admin": {"read_studies", "store_studies", "administer_pacs", "share_studies"},
         "auditor": {"read_audit"},
     }

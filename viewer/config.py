@@ -7,6 +7,7 @@ import functools
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -16,6 +17,7 @@ from django.urls import reverse
 
 from accounts.permissions import has_perm
 from accounts.roles import STORE_STUDIES
+from accounts.shares import visit_of
 
 VIEWER_ROUTES = ("viewer", "segmentation", "tmtv", "microscopy", "dynamic-volume", "usAnnotation", "basic")
 PORTAL_SCRIPT = Path(__file__).with_name("portal.js")
@@ -30,16 +32,25 @@ def portal_script() -> str:
 
 
 def portal(request: HttpRequest) -> dict[str, str]:
-    """What viewer/portal.js needs to put the portal around OHIF for this user."""
+    """What viewer/portal.js needs to put the portal around OHIF for this user, or for a
+    shared link's visitor: home is the shared study, and a refused /pacs request (the
+    link revoked or expired) leads to the page that says so, not to the login page."""
     user = request.user
+    visit = visit_of(request) if not user.is_authenticated else None
+    if visit is not None and visit.share is not None:
+        home = reverse("viewer-viewer") + "?" + urlencode({"StudyInstanceUIDs": visit.share.study_uid})
+        login, name = reverse("share-ended"), "Visitor of a shared link"
+    else:
+        home, login = reverse("home"), resolve_url(settings.LOGIN_URL)
+        name = user.get_full_name() or user.get_username()  # type: ignore[union-attr]
     return {
         "siteName": settings.PORTAL_SITE_NAME,
-        "homeUrl": reverse("home"),
+        "homeUrl": home,
         "studyListUrl": reverse("viewer"),
         "viewerUrl": reverse("viewer-viewer"),
-        "loginUrl": resolve_url(settings.LOGIN_URL),
+        "loginUrl": login,
         "logoutUrl": reverse("logout"),
-        "userName": user.get_full_name() or user.get_username(),  # type: ignore[union-attr]
+        "userName": name,
         # The log-out form's token: the CSRF cookie is HttpOnly, so the page
         # cannot read it. app-config.js is same-origin only and never cached.
         "csrfToken": get_token(request),

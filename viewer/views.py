@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from accounts.middleware import share_visitors_allowed
 from viewer import bundle
 from viewer.config import app_config_js
 
@@ -63,6 +64,7 @@ def isolated(response: HttpResponse) -> HttpResponse:
     return response
 
 
+@share_visitors_allowed
 @require_safe
 @never_cache
 def index(request: HttpRequest, route: str = "") -> HttpResponse:
@@ -76,6 +78,7 @@ def index(request: HttpRequest, route: str = "") -> HttpResponse:
     return isolated(HttpResponse(index_html(bundle.VERSION), content_type="text/html; charset=utf-8"))
 
 
+@share_visitors_allowed
 @require_safe
 @never_cache
 def app_config(request: HttpRequest) -> HttpResponse:

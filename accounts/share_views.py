@@ -1,0 +1,149 @@
+"""Shared links' pages: an owner's (create, the link shown once, list, revoke) and a
+visitor's (the link's landing page, the exchange of its secret for a visit, the end)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from accounts import shares
+from accounts.forms import ShareForm
+from accounts.middleware import share_visitors_allowed
+from accounts.models import Share, looks_like_share_secret
+from orthanc import lookups
+
+
+def require_share_role(request: HttpRequest) -> None:
+    if not shares.can_share(request.user):  # type: ignore[arg-type]
+        raise PermissionDenied("your role does not allow sharing studies")
+
+
+def no_store(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "no-store, private"
+    return response
+
+
+@never_cache
+@require_safe
+def share_list(request: HttpRequest) -> HttpResponse:
+    require_share_role(request)
+    context = {"shares": Share.objects.filter(owner=request.user), "per_hour": settings.SHARE_CREATE_PER_HOUR}
+    return render(request, "shares/list.html", context)
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def share_new(request: HttpRequest) -> HttpResponse:
+    """The form for one study (the home page's "Share" links here); on success, the link, once."""
+    require_share_role(request)
+    if request.method != "POST":
+        form = ShareForm(initial={"study": request.GET.get("study", "")})
+        return render(request, "shares/new.html", {"form": form})
+    form = ShareForm(request.POST)
+    if not form.is_valid():
+        return render(request, "shares/new.html", {"form": form}, status=400)
+    if shares.created_in_the_last_hour(request.user) >= settings.SHARE_CREATE_PER_HOUR:  # type: ignore[arg-type]
+        form.add_error(
+            None,
+            f"You have created {settings.SHARE_CREATE_PER_HOUR} links in the last hour; try again later.",
+        )
+        return render(request, "shares/new.html", {"form": form}, status=429)
+    study_uid = form.cleaned_data["study"]
+    try:
+        found = lookups.by_uid("studies", study_uid)
+    except lookups.LookupFailed:
+        form.add_error(None, "The archive is not reachable right now; try again in a moment.")
+        return render(request, "shares/new.html", {"form": form}, status=503)
+    if len(found) != 1:
+        form.add_error("study", "The archive holds no such study (or holds it under two patients).")
+        return render(request, "shares/new.html", {"form": form}, status=400)
+    share, secret = shares.create(
+        request,
+        study_uid,
+        found[0].patient_id,
+        form.cleaned_data["days"],
+        form.cleaned_data["note"],
+        form.cleaned_data["allow_download"],
+    )
+    # Answered, not redirected: the secret exists in this one response only. In
+    # the fragment, the browser never sends it to a server, a log or a Referer.
+    link = request.build_absolute_uri(reverse("share")) + "#" + secret
+    return render(request, "shares/created.html", {"share": share, "link": link}, status=201)
+
+
+@require_POST
+def share_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    require_share_role(request)
+    share = get_object_or_404(Share, pk=pk, owner=request.user)
+    shares.revoke(request, share)
+    return redirect("shares")
+
+
+def viewer_on(share: Share) -> str:
+    """OHIF's viewer route on the shared study."""
+    return reverse("viewer-viewer") + "?" + urlencode({"StudyInstanceUIDs": share.study_uid})
+
+
+def visit_page(request: HttpRequest, template: str, context: dict[str, object], status: int) -> HttpResponse:
+    return no_store(render(request, template, {"visitor": True, **context}, status=status))
+
+
+@login_not_required
+@share_visitors_allowed(decides_itself=True)
+@never_cache
+@require_safe
+def share_landing(request: HttpRequest) -> HttpResponse:
+    """Where a link points: static/portal/share.js posts the fragment's secret once."""
+    return visit_page(request, "shares/landing.html", {}, 200)
+
+
+@login_not_required
+@share_visitors_allowed(decides_itself=True)
+@never_cache
+@require_POST
+def share_open(request: HttpRequest) -> HttpResponse:
+    """The secret for a visit: a fresh session holding the share, then the viewer on its study."""
+    secret = request.POST.get("secret", "").strip()
+    share = Share.objects.for_secret(secret) if looks_like_share_secret(secret) else None
+    problem, _ = shares.problem_with(share)
+    status = 404 if share is None else 410
+    patient_id = ""
+    if not problem and share is not None:
+        try:
+            found = lookups.by_uid("studies", share.study_uid)
+        except lookups.LookupFailed:
+            return visit_page(
+                request, "shares/ended.html", {"reason": "The archive is not reachable; try again."}, 503
+            )
+        if len(found) != 1:
+            problem, status = shares.STUDY_GONE, 404
+        else:
+            patient_id = found[0].patient_id
+    if problem:
+        shares.record_open(request, share, status, problem=problem)
+        return visit_page(request, "shares/ended.html", {"reason": problem}, status)
+    assert share is not None
+    shares.start_visit(request, share)
+    shares.record_open(request, share, 302, patient_id=patient_id)
+    return redirect(viewer_on(share))
+
+
+@login_not_required
+@share_visitors_allowed(decides_itself=True)
+@never_cache
+@require_safe
+def share_ended(request: HttpRequest) -> HttpResponse:
+    """Where the viewer sends a visitor whose /pacs requests are refused: the reason, in words."""
+    visit = shares.visit_of(request)
+    if visit is not None and not visit.ended and visit.share is not None:
+        return redirect(viewer_on(visit.share))
+    reason = visit.ended if visit is not None else shares.VISIT_OVER
+    return visit_page(request, "shares/ended.html", {"reason": reason}, 410 if visit is not None else 200)

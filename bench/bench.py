@@ -84,11 +84,15 @@ class Usage:
         # The portal's cost is its gunicorn workers' and, in front of them, nginx's.
         self.pids = (portal.worker_pids() if portal else []) + (front_pids or [])
         self.orthanc_pid = orthanc_pid
-        self.start = {}
-        for pid in self.pids:
-            Path(f"/proc/{pid}/clear_refs").write_text("5")
-            self.start[pid] = self.kb(pid, "VmRSS")
-        self.portal_ticks = sum(self.ticks(pid) for pid in self.pids)
+        self.start: dict[int, int] = {}
+        self.start_ticks: dict[int, int] = {}
+        for pid in list(self.pids):
+            try:
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
+                self.start[pid] = self.kb(pid, "VmRSS")
+                self.start_ticks[pid] = self.ticks(pid)
+            except (FileNotFoundError, ProcessLookupError):
+                self.pids.remove(pid)
         self.orthanc_ticks = self.ticks(orthanc_pid)
 
     @staticmethod
@@ -104,11 +108,18 @@ class Usage:
         return int(fields[11]) + int(fields[12])  # utime, stime
 
     def add_to(self, result: Result) -> None:
-        growth = (
-            max((self.kb(pid, "VmHWM") - self.start[pid]) / 1024 for pid in self.pids) if self.pids else 0
-        )
+        # A process that ended during the measure (one nginx replaced a worker, say)
+        # counts for nothing: its last figures went with it.
+        growth = 0.0
+        portal_ticks = 0
+        for pid in self.pids:
+            try:
+                growth = max(growth, (self.kb(pid, "VmHWM") - self.start[pid]) / 1024)
+                portal_ticks += self.ticks(pid) - self.start_ticks[pid]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
         result["worker_peak_rss_growth_mb"] = round(growth, 1)
-        portal_ms = (sum(self.ticks(pid) for pid in self.pids) - self.portal_ticks) * self.TICK_MS
+        portal_ms = portal_ticks * self.TICK_MS
         orthanc_ms = (self.ticks(self.orthanc_pid) - self.orthanc_ticks) * self.TICK_MS
         unit, count = ("request", result["requests"]) if "requests" in result else ("mb", result["megabytes"])
         if self.pids:
@@ -216,7 +227,17 @@ def front_pids(door: Door) -> list[int]:
     if front is None or front.process is None:
         return []
     master = front.process.pid
-    return [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(pid) for pid in children if nginx_worker(int(pid))]
+
+
+def nginx_worker(pid: int) -> bool:
+    """nginx's workers serve the requests; its cache manager and cache loader do not, and
+    the loader exits about a minute after start, in the middle of a measure."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"nginx: worker process")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 class Recipe:

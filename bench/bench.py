@@ -366,13 +366,17 @@ class Bench:
         portal.manage("collectstatic", "--noinput", "-v0")
         if front:
             start_front(portal, self.orthanc, workers=2)  # as manage.py serve runs it
-        if database is None:
-            portal.manage("migrate", "--noinput", "-v0")
-            portal.add_user("alice", "clinician")
-            portal.add_user("bob", "uploader")
-        else:
-            portal.passwords = database.passwords
-        portal.start()
+        try:
+            if database is None:
+                portal.manage("migrate", "--noinput", "-v0")
+                portal.add_user("alice", "clinician")
+                portal.add_user("bob", "uploader")
+            else:
+                portal.passwords = database.passwords
+            portal.start()
+        except BaseException:
+            portal.stop()  # its nginx too: Bench.stop only knows the portals that started
+            raise
         return portal
 
     def doors(self) -> tuple[Door, Door, Door, Door, Door]:

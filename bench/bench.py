@@ -34,12 +34,14 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import viewer_load  # noqa: E402
 from orthanc import demo  # noqa: E402
 from orthanc.server import OrthancServer  # noqa: E402
 from pacsportal.front import nginx_binary  # noqa: E402
 from tests.dicom import stow_body, write_large_stow_body  # noqa: E402
 from tests.front import start_front  # noqa: E402
 from tests.services import LivePortal, PostgresCluster, free_port  # noqa: E402
+from viewer import bundle  # noqa: E402
 
 FRAME_ACCEPT = "multipart/related; type=application/octet-stream"
 Result = dict[str, float]
@@ -243,7 +245,10 @@ def nginx_worker(pid: int) -> bool:
 class Recipe:
     """OHIF's "Nginx + Image Archive" recipe as a door: plain nginx, its /pacs location as
     the recipe writes it (`../shared/seed-ohif-nginx-recipe.txt`, its nginx.conf), no
-    accounts, no audit. Only the Orthanc credential is added: this Orthanc requires one."""
+    accounts, no audit. Only the Orthanc credential is added: this Orthanc requires one.
+    Like the recipe, it serves the OHIF build at / (the portal's pinned build, its
+    pre-compressed files, cross-origin isolated as the portal serves it) with an
+    `app-config.js` that `bench/viewer_load.py` writes into its directory."""
 
     def __init__(self, work: Path, port: int, orthanc: OrthancServer) -> None:
         self.work, self.port, self.orthanc = work, port, orthanc
@@ -262,7 +267,12 @@ class Recipe:
             "daemon off; events { worker_connections 1024; } http { "
             f"client_body_temp_path {self.work}/body; proxy_temp_path {self.work}/proxy; "
             "access_log off; keepalive_timeout 65; keepalive_requests 100000; tcp_nopush on; tcp_nodelay on; "
-            f"server {{ listen {self.port}; location /pacs/ {{ proxy_http_version 1.1; "
+            "include /etc/nginx/mime.types; sendfile on; gzip_static on; "
+            f"server {{ listen {self.port}; location / {{ root {bundle.dist_dir()}; "
+            "try_files $uri $uri/ /index.html; add_header Cross-Origin-Opener-Policy same-origin; "
+            "add_header Cross-Origin-Embedder-Policy require-corp; } "
+            f"location = /app-config.js {{ alias {self.work}/app-config.js; }} "
+            "location /pacs/ { proxy_http_version 1.1; "
             "proxy_set_header Host $host; proxy_set_header X-Real-IP $remote_addr; "
             "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
             "proxy_set_header X-Forwarded-Proto $scheme; "
@@ -691,6 +701,8 @@ def main() -> None:
         bench.run()
         api_clients(bench)
         if not args.skip_viewer:
+            viewer_load.measure(bench)
+        if not args.skip_viewer and args.only in "viewer":
             bench.viewer()
     finally:
         bench.stop()

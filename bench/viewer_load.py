@@ -11,7 +11,8 @@ Two times, both from the start of the viewer page's navigation:
 - first image: the first time the viewport's canvas holds an image (non-blank
   pixels, the same test as tests/browser.py's `image_shown`), checked in the
   page at each of cornerstone's CORNERSTONE_IMAGE_RENDERED events and every
-  50 ms besides;
+  50 ms besides. The event alone is no signal: the viewport renders blank
+  several times (0.4-0.6 s here) before the image is in it;
 - all frames: the end of the last WADO-RS frame response of the demo CT
   series, once every instance of the series (counted by QIDO) has had one.
 """
@@ -42,6 +43,8 @@ TIMEOUT_S = 180.0
 FIRST_IMAGE_WATCH = """
 (() => {
   const watch = { firstImage: null, firstRenderedEvent: null };
+  // The viewport's own canvas: thumbnails are cornerstone canvases too (256 x 256).
+  const VIEWPORT_CANVAS = '[data-viewport-uid] canvas.cornerstone-canvas';
   window.__viewerLoad = watch;
   const probe = document.createElement('canvas');
   probe.width = probe.height = 64;
@@ -62,7 +65,7 @@ FIRST_IMAGE_WATCH = """
   const check = () => {
     if (watch.firstImage !== null) return;
     const now = performance.now();
-    for (const canvas of document.querySelectorAll('canvas.cornerstone-canvas')) {
+    for (const canvas of document.querySelectorAll(VIEWPORT_CANVAS)) {
       if (shows_image(canvas)) { watch.firstImage = now; clearInterval(timer); return; }
     }
   };

@@ -7,7 +7,7 @@ plain nginx (`Recipe`), serving the same OHIF build with the same data source
 to the same Orthanc. Each round is a fresh browser context with the HTTP
 cache off and service workers blocked, so every round fetches everything.
 
-Two times, both from the start of the viewer page's navigation:
+Times from the start of the viewer page's navigation, two of them the measure:
 - first image: the first time the viewport's canvas holds an image (non-blank
   pixels, the same test as tests/browser.py's `image_shown`), checked in the
   page at each of cornerstone's CORNERSTONE_IMAGE_RENDERED events and every
@@ -15,6 +15,9 @@ Two times, both from the start of the viewer page's navigation:
   several times (0.4-0.6 s here) before the image is in it;
 - all frames: the end of the last WADO-RS frame response of the demo CT
   series, once every instance of the series (counted by QIDO) has had one.
+Beside them, to tell where a difference comes from: OHIF's first /pacs request
+(its own files loaded and started), the first frame, and the first
+CORNERSTONE_IMAGE_RENDERED event.
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ class FrameLog:
         self.requests: dict[str, str] = {}
         self.received: dict[str, tuple[int, float]] = {}  # request -> decoded bytes, last arrival
         self.document_sent: float | None = None
+        self.first_pacs_sent: float | None = None  # OHIF is up and asks for the study
         self.finished: dict[str, float] = {}  # instance UID -> when its frame had arrived
         self.pacs_requests = 0
         self.cancelled_whole = 0
@@ -110,8 +114,11 @@ class FrameLog:
     def on_request(self, event: dict[str, Any]) -> None:
         url = event["request"]["url"]
         self.requests[event["requestId"]] = url
-        if event.get("type") == "Document" and urlparse(url).path == "/viewer":
+        path = urlparse(url).path
+        if event.get("type") == "Document" and path == "/viewer":
             self.document_sent = event["timestamp"]
+        elif path.startswith("/pacs/") and self.first_pacs_sent is None:
+            self.first_pacs_sent = event["timestamp"]
 
     def instance(self, request_id: str) -> str | None:
         path = urlparse(self.requests.get(request_id, "")).path
@@ -169,16 +176,22 @@ def load_once(browser: Browser, door: Door, instances: int, pixel_bytes: int) ->
                 )
             page.wait_for_timeout(200)
         watch = page.evaluate("window.__viewerLoad")
-        assert frames.document_sent is not None, "the viewer's document request was not seen"
-        return {
+        start = frames.document_sent
+        assert start is not None and frames.first_pacs_sent is not None, "no viewer document or /pacs request"
+        result = {
             "first_image_s": watch["firstImage"] / 1000,
             "rendered_event_s": (watch["firstRenderedEvent"] or 0) / 1000,
-            "all_frames_s": max(frames.finished.values()) - frames.document_sent,
+            "first_pacs_request_s": frames.first_pacs_sent - start,
+            "first_frame_s": min(frames.finished.values()) - start,
+            "all_frames_s": max(frames.finished.values()) - start,
             "frames": len(frames.finished),
             "requests": frames.pacs_requests,
             "frames_cancelled_whole": frames.cancelled_whole,
             "failed_requests": frames.failed,
         }
+        shown = ", ".join(f"{key} {value:.2f}" for key, value in result.items() if key.endswith("_s"))
+        print(f"    {door.name}: {shown}", file=sys.stderr, flush=True)
+        return result
     finally:
         context.close()
 

@@ -34,12 +34,14 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import viewer_load  # noqa: E402
 from orthanc import demo  # noqa: E402
 from orthanc.server import OrthancServer  # noqa: E402
 from pacsportal.front import nginx_binary  # noqa: E402
 from tests.dicom import stow_body, write_large_stow_body  # noqa: E402
 from tests.front import start_front  # noqa: E402
 from tests.services import LivePortal, PostgresCluster, free_port  # noqa: E402
+from viewer import bundle  # noqa: E402
 
 FRAME_ACCEPT = "multipart/related; type=application/octet-stream"
 Result = dict[str, float]
@@ -84,11 +86,15 @@ class Usage:
         # The portal's cost is its gunicorn workers' and, in front of them, nginx's.
         self.pids = (portal.worker_pids() if portal else []) + (front_pids or [])
         self.orthanc_pid = orthanc_pid
-        self.start = {}
-        for pid in self.pids:
-            Path(f"/proc/{pid}/clear_refs").write_text("5")
-            self.start[pid] = self.kb(pid, "VmRSS")
-        self.portal_ticks = sum(self.ticks(pid) for pid in self.pids)
+        self.start: dict[int, int] = {}
+        self.start_ticks: dict[int, int] = {}
+        for pid in list(self.pids):
+            try:
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
+                self.start[pid] = self.kb(pid, "VmRSS")
+                self.start_ticks[pid] = self.ticks(pid)
+            except (FileNotFoundError, ProcessLookupError):
+                self.pids.remove(pid)
         self.orthanc_ticks = self.ticks(orthanc_pid)
 
     @staticmethod
@@ -104,11 +110,18 @@ class Usage:
         return int(fields[11]) + int(fields[12])  # utime, stime
 
     def add_to(self, result: Result) -> None:
-        growth = (
-            max((self.kb(pid, "VmHWM") - self.start[pid]) / 1024 for pid in self.pids) if self.pids else 0
-        )
+        # A process that ended during the measure (one nginx replaced a worker, say)
+        # counts for nothing: its last figures went with it.
+        growth = 0.0
+        portal_ticks = 0
+        for pid in self.pids:
+            try:
+                growth = max(growth, (self.kb(pid, "VmHWM") - self.start[pid]) / 1024)
+                portal_ticks += self.ticks(pid) - self.start_ticks[pid]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
         result["worker_peak_rss_growth_mb"] = round(growth, 1)
-        portal_ms = (sum(self.ticks(pid) for pid in self.pids) - self.portal_ticks) * self.TICK_MS
+        portal_ms = portal_ticks * self.TICK_MS
         orthanc_ms = (self.ticks(self.orthanc_pid) - self.orthanc_ticks) * self.TICK_MS
         unit, count = ("request", result["requests"]) if "requests" in result else ("mb", result["megabytes"])
         if self.pids:
@@ -216,13 +229,26 @@ def front_pids(door: Door) -> list[int]:
     if front is None or front.process is None:
         return []
     master = front.process.pid
-    return [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(pid) for pid in children if nginx_worker(int(pid))]
+
+
+def nginx_worker(pid: int) -> bool:
+    """nginx's workers serve the requests; its cache manager and cache loader do not, and
+    the loader exits about a minute after start, in the middle of a measure."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"nginx: worker process")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 class Recipe:
     """OHIF's "Nginx + Image Archive" recipe as a door: plain nginx, its /pacs location as
     the recipe writes it (`../shared/seed-ohif-nginx-recipe.txt`, its nginx.conf), no
-    accounts, no audit. Only the Orthanc credential is added: this Orthanc requires one."""
+    accounts, no audit. Only the Orthanc credential is added: this Orthanc requires one.
+    Like the recipe, it serves the OHIF build at / (the portal's pinned build, its
+    pre-compressed files, cross-origin isolated as the portal serves it) with an
+    `app-config.js` that `bench/viewer_load.py` writes into its directory."""
 
     def __init__(self, work: Path, port: int, orthanc: OrthancServer) -> None:
         self.work, self.port, self.orthanc = work, port, orthanc
@@ -241,7 +267,12 @@ class Recipe:
             "daemon off; events { worker_connections 1024; } http { "
             f"client_body_temp_path {self.work}/body; proxy_temp_path {self.work}/proxy; "
             "access_log off; keepalive_timeout 65; keepalive_requests 100000; tcp_nopush on; tcp_nodelay on; "
-            f"server {{ listen {self.port}; location /pacs/ {{ proxy_http_version 1.1; "
+            "include /etc/nginx/mime.types; sendfile on; gzip_static on; "
+            f"server {{ listen {self.port}; location / {{ root {bundle.dist_dir()}; "
+            "try_files $uri $uri/ /index.html; add_header Cross-Origin-Opener-Policy same-origin; "
+            "add_header Cross-Origin-Embedder-Policy require-corp; } "
+            f"location = /app-config.js {{ alias {self.work}/app-config.js; }} "
+            "location /pacs/ { proxy_http_version 1.1; "
             "proxy_set_header Host $host; proxy_set_header X-Real-IP $remote_addr; "
             "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
             "proxy_set_header X-Forwarded-Proto $scheme; "
@@ -345,13 +376,17 @@ class Bench:
         portal.manage("collectstatic", "--noinput", "-v0")
         if front:
             start_front(portal, self.orthanc, workers=2)  # as manage.py serve runs it
-        if database is None:
-            portal.manage("migrate", "--noinput", "-v0")
-            portal.add_user("alice", "clinician")
-            portal.add_user("bob", "uploader")
-        else:
-            portal.passwords = database.passwords
-        portal.start()
+        try:
+            if database is None:
+                portal.manage("migrate", "--noinput", "-v0")
+                portal.add_user("alice", "clinician")
+                portal.add_user("bob", "uploader")
+            else:
+                portal.passwords = database.passwords
+            portal.start()
+        except BaseException:
+            portal.stop()  # its nginx too: Bench.stop only knows the portals that started
+            raise
         return portal
 
     def doors(self) -> tuple[Door, Door, Door, Door, Door]:
@@ -666,6 +701,8 @@ def main() -> None:
         bench.run()
         api_clients(bench)
         if not args.skip_viewer:
+            viewer_load.measure(bench)
+        if not args.skip_viewer and args.only in "viewer":
             bench.viewer()
     finally:
         bench.stop()

@@ -68,6 +68,27 @@ def nginx_binary() -> str:
     return found
 
 
+def nginx_version() -> tuple[int, ...]:
+    """The installed nginx's version, from `nginx -v` ("nginx version: nginx/1.22.1")."""
+    result = subprocess.run([nginx_binary(), "-v"], capture_output=True, text=True, timeout=30)
+    found = re.search(r"nginx/(\d+(?:\.\d+)*)", result.stderr + result.stdout)
+    if found is None:
+        raise FrontStartError(f"could not read nginx's version from: {result.stderr.strip()!r}")
+    return tuple(int(part) for part in found.group(1).split("."))
+
+
+# nginx 1.25.1 made HTTP/2 a server directive (`http2 on;`) and deprecated the
+# `http2` parameter of `listen`, which earlier versions (Debian 12 ships 1.22) need.
+HTTP2_DIRECTIVE_SINCE = (1, 25, 1)
+
+
+def tls_listen(port: int, version: tuple[int, ...]) -> tuple[str, str]:
+    """`listen`'s parameters and the server directive that turn on TLS with HTTP/2."""
+    if version >= HTTP2_DIRECTIVE_SINCE:
+        return f"{port} ssl", "http2 on; "
+    return f"{port} ssl http2", ""
+
+
 @dataclass
 class Front:
     """nginx in front of one portal (gunicorn) and one Orthanc."""
@@ -84,6 +105,7 @@ class Front:
     max_body: str = "4g"
     read_timeout: int = 120
     workers: int = 2
+    version: tuple[int, ...] | None = None  # the installed nginx's, read when first needed
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -114,9 +136,11 @@ class Front:
     def values(self) -> dict[str, str]:
         listen, tls = str(self.port), ""
         if self.tls_cert:
-            listen = f"{self.port} ssl http2"
+            if self.version is None:
+                self.version = nginx_version()
+            listen, http2 = tls_listen(self.port, self.version)
             tls = (
-                f"ssl_certificate {self.tls_cert}; ssl_certificate_key {self.tls_key}; "
+                f"{http2}ssl_certificate {self.tls_cert}; ssl_certificate_key {self.tls_key}; "
                 "ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:pacsportal_tls:4m;"
             )
         return {

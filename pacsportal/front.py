@@ -338,6 +338,10 @@ def from_settings(port: int, socket_path: Path) -> Front:
     )
 
 
+# compose.yaml's front image (nginx:1.30-alpine); tests/test_deployment.py keeps the two equal.
+COMPOSE_FRONT_VERSION = (1, 30)
+
+
 def container_from_settings(directory: Path) -> ContainerFront:
     """compose.yaml's front, as the web container's settings describe it (manage.py render_front)."""
     from django.conf import settings
@@ -358,6 +362,8 @@ def container_from_settings(directory: Path) -> ContainerFront:
         max_body=settings.NGINX_MAX_BODY,
         read_timeout=settings.ORTHANC_READ_TIMEOUT,
         health_host=allowed_host(settings.ALLOWED_HOSTS),
+        # The web container has no nginx to ask: the front is compose.yaml's image.
+        version=COMPOSE_FRONT_VERSION,
     )
 
 

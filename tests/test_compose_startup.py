@@ -46,7 +46,14 @@ import pytest
 import requests
 
 from orthanc.server import OrthancNotInstalled, OrthancServer, PostgresIndex
-from pacsportal.front import CONTAINER_HEALTH_PORT, CONTAINER_PORT, FrontNotInstalled, nginx_binary
+from pacsportal.front import (
+    CONTAINER_HEALTH_PORT,
+    CONTAINER_PORT,
+    HTTP2_DIRECTIVE_SINCE,
+    FrontNotInstalled,
+    nginx_binary,
+    nginx_version,
+)
 from tests.compose import (
     SECRETS_DIR,
     Container,
@@ -355,6 +362,9 @@ class FrontService:
         }
         for old, new in replacements.items():
             text = text.replace(old, new)
+        if nginx_version() < HTTP2_DIRECTIVE_SINCE:
+            # The image's nginx takes `http2 on;`; Debian 12's 1.22 the older `listen ... http2`.
+            text = re.sub(r"listen (\S+) ssl;(\s*)http2 on; ", r"listen \1 ssl http2;\2", text)
         for mount in sorted(self.container.mounts, key=len, reverse=True):
             path = re.compile(rf"(?<=\s){re.escape(mount)}(?=[/;\s])")
             text = path.sub(str(self.container.mounts[mount]), text)

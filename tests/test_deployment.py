@@ -253,7 +253,7 @@ def test_the_front_configuration_names_only_what_the_front_container_has(
     assert f"include {target}/secrets/orthanc-credential.conf;" in text
     assert f"server {web.env['FRONT_PORTAL_UPSTREAM']};" in text
     assert "server orthanc:8042;" in text
-    assert f"listen {front.CONTAINER_PORT} ssl http2;" in text
+    assert f"listen {front.CONTAINER_PORT} ssl;" in text and "http2 on;" in text  # nginx 1.30
 
 
 def test_the_front_gets_the_orthanc_credential_from_the_secret_in_memory_only(
@@ -495,3 +495,12 @@ def test_it_refuses_a_database_password_in_two_places(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "in DATABASE_URL or DATABASE_PASSWORD, not both" in result.stderr
+
+
+def test_the_compose_front_is_rendered_for_the_nginx_image_compose_runs() -> None:
+    """The web container has no nginx to ask its version: front.py names the image's."""
+    from pacsportal.front import COMPOSE_FRONT_VERSION
+
+    image = re.fullmatch(r"nginx:(\d+)\.(\d+)-alpine", compose()["services"]["front"]["image"])
+    assert image, "compose.yaml's front is not a pinned official nginx image"
+    assert tuple(int(part) for part in image.groups()) == COMPOSE_FRONT_VERSION

@@ -145,6 +145,20 @@ def _from_json(level: str, found: dict[str, Any]) -> Resource | None:
     )
 
 
+def _post(path: str, body: bytes, what: str) -> Any:
+    """Orthanc's JSON answer to a POST; LookupFailed if it cannot be had."""
+    try:
+        response = client.request("POST", path, body=body, headers={"Accept": "application/json"})
+    except urllib3.exceptions.HTTPError as error:
+        raise LookupFailed(f"{what}: {error}") from None
+    if response.status != 200:
+        raise LookupFailed(f"{what}: HTTP {response.status}")
+    try:
+        return client.json_body(response)
+    except ValueError:
+        raise LookupFailed(f"{what}: not JSON") from None
+
+
 def by_uid(level: str, uid: str) -> list[Resource]:
     """Every resource at this level whose DICOM UID is `uid` (more than one if the
     same UID was stored under several patients)."""
@@ -152,18 +166,7 @@ def by_uid(level: str, uid: str) -> list[Resource]:
     cached = _by_uid.get(key)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
-    try:
-        response = client.request(
-            "POST", "/tools/lookup", body=uid.encode(), headers={"Accept": "application/json"}
-        )
-    except urllib3.exceptions.HTTPError as error:
-        raise LookupFailed(f"lookup of {uid}: {error}") from None
-    if response.status != 200:
-        raise LookupFailed(f"lookup of {uid}: HTTP {response.status}")
-    try:
-        matches = client.json_body(response)
-    except ValueError:
-        raise LookupFailed(f"lookup of {uid}: not JSON") from None
+    matches = _post("/tools/lookup", uid.encode(), f"lookup of {uid}")
     wanted = LOOKUP_TYPES[level]
     found = [
         made
@@ -186,18 +189,7 @@ def parent_series_of_instances(sop_uids: list[str]) -> dict[str, set[str]]:
     if not sop_uids:
         return {}
     query = {"Level": "Instance", "Query": {"SOPInstanceUID": "\\".join(sop_uids)}, "Expand": True}
-    try:
-        response = client.request(
-            "POST", "/tools/find", body=json.dumps(query).encode(), headers={"Accept": "application/json"}
-        )
-    except urllib3.exceptions.HTTPError as error:
-        raise LookupFailed(f"find of {len(sop_uids)} instances: {error}") from None
-    if response.status != 200:
-        raise LookupFailed(f"find of {len(sop_uids)} instances: HTTP {response.status}")
-    try:
-        found = client.json_body(response)
-    except ValueError:
-        raise LookupFailed(f"find of {len(sop_uids)} instances: not JSON") from None
+    found = _post("/tools/find", json.dumps(query).encode(), f"find of {len(sop_uids)} instances")
     parents: dict[str, set[str]] = {}
     for instance in found if isinstance(found, list) else []:
         if isinstance(instance, dict):

@@ -75,7 +75,8 @@ def test_it_reads_with_a_token_as_bearer_and_as_the_basic_password(live_portal: 
     assert qido(live_portal, headers=bearer(secret)) == 200
     assert qido(live_portal, auth=("alice", secret)) == 200
     assert qido(live_portal, auth=("bob", secret)) == 401
-    assert qido(live_portal, headers=bearer(secret[:-1] + "0")) == 401
+    wrong = secret[:-1] + ("0" if secret[-1] != "0" else "1")  # a secret ending in "0" once made this the right one
+    assert qido(live_portal, headers=bearer(wrong)) == 401
     events = live_portal.audit_events(after)
     rows = [row for row in events if row["credential"] == f"token:{name}"]
     assert rows, "token reads are audited under the token's name"

@@ -102,9 +102,15 @@ class AuditEventManager(models.Manager["AuditEvent"]):
         `user` defaults to the request's user; pass None for events with no
         authenticated user (a failed login names its username instead). A
         `bucketed` read returns None when this bucket's row already exists.
-        `path`, `query` and `method` replace the request's (nginx's sub-requests
-        record the request nginx holds).
+        `path`, `query` and `method` replace the request's; for nginx's decision
+        sub-request they default to the request nginx holds (`pacs_original`), so
+        that a failed login or a lockout met there names the path that was asked for.
         """
+        original = getattr(request, "pacs_original", None)
+        if original is not None:
+            path = original.path if path is None else path
+            query = original.query_string if query is None else query
+            method = original.method if method is None else method
         if user is FROM_REQUEST:
             user = getattr(request, "user", None)
         if user is not None and not user.is_authenticated:

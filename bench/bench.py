@@ -573,6 +573,9 @@ def api_clients(bench: Bench) -> None:
     """QIDO and frames at 8 connections, and 100 QIDO requests in a row, with the session,
     HTTP Basic (password) and a Bearer token; dicomweb-client retrieving the series with
     the token against direct Orthanc. CPU per request from /proc, as everywhere."""
+    measures = ("QIDO, 8 conn", "frames, 8 conn", "100 QIDO in a row", "dicomweb-client series")
+    if bench.args.only and not any(bench.args.only in f"API clients: {name}" for name in measures):
+        return
     by_name = {door.name: door for door in bench.doors()}
     direct = by_name["direct"]
     # The portal's session door, and the same door with the API clients' credentials.
@@ -603,7 +606,7 @@ def api_clients(bench: Bench) -> None:
 
     def in_a_row(door: Door, count: int = 100) -> Result:
         assert door.portal is not None
-        pids = door.portal.worker_pids()
+        pids = door.portal.worker_pids() + front_pids(door)  # through nginx, its CPU is the portal's too
         with requests.Session() as http:
             http.headers.update({**door.headers, "Accept": "application/dicom+json"})
             http.get(f"{door.base}{qido_path}", timeout=60).raise_for_status()

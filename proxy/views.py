@@ -33,6 +33,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from revproxy.views import ProxyView
 
+from accounts.authentication import SESSION
 from accounts.clientip import client_ip
 from audit.models import AuditEvent
 from orthanc import client, lookups
@@ -304,11 +305,6 @@ class OrthancProxyView(ProxyView):
         if not settings.AUDIT_PROXY_REQUESTS:
             return
         subject = subject or decision.subject
-        original = getattr(request, "pacs_original", None)
-        if original is not None:  # nginx's sub-request: record the request it holds
-            extra.setdefault("path", original.path)
-            extra.setdefault("query", original.query_string)
-            extra.setdefault("method", original.method)
         AuditEvent.objects.record(
             decision.action,
             request=request,
@@ -668,6 +664,9 @@ def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
         request.user = decision.identity.user
     if not decision.allowed:
         refusal = door.refused(request, decision)  # recorded here, once; nginx has Django word it
+        # django-axes' middleware would answer its own 429, which auth_request takes for an
+        # error (500): nginx would then hand the request to the Django door, deciding it twice.
+        request.axes_locked_out = False  # type: ignore[attr-defined]
         return front_refusal(refusal.status_code, decision.reason, decision.allow)
     if method not in SAFE_METHODS:
         return HttpResponse(status=204)
@@ -676,8 +675,10 @@ def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
     response = HttpResponse(status=204)
     response["X-Pacs-Target"] = decision.target
     response["X-Pacs-User"] = f"{decision.identity.user.get_username()} ({decision.identity.credential})"
-    if decision.identity.share is not None:
-        # Never reused by nginx's decision cache: revoking a share ends it on the next request.
+    if decision.identity.credential != SESSION:
+        # nginx reuses a browser session's decision for a few seconds; an API client's
+        # (Basic, token) and a share visitor's never: revoking a token or a share,
+        # changing a password or deactivating the owner ends them on the next request.
         response["X-Accel-Expires"] = "0"
     return response
 

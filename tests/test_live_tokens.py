@@ -75,7 +75,9 @@ def test_it_reads_with_a_token_as_bearer_and_as_the_basic_password(live_portal: 
     assert qido(live_portal, headers=bearer(secret)) == 200
     assert qido(live_portal, auth=("alice", secret)) == 200
     assert qido(live_portal, auth=("bob", secret)) == 401
-    wrong = secret[:-1] + ("0" if secret[-1] != "0" else "1")  # a secret ending in "0" once made this the right one
+    wrong = secret[:-1] + (
+        "0" if secret[-1] != "0" else "1"
+    )  # a secret ending in "0" once made this the right one
     assert qido(live_portal, headers=bearer(wrong)) == 401
     events = live_portal.audit_events(after)
     rows = [row for row in events if row["credential"] == f"token:{name}"]
@@ -203,6 +205,8 @@ def test_it_still_locks_out_a_remembered_password_after_wrong_ones_and_audits_th
     actions = [row["action"] for row in rows]
     assert actions.count("login-failed") == 11  # ten wrong passwords, then the locked-out right one
     assert actions.count("lockout") >= 1
+    # Through nginx too: recorded under the path asked for, not the decision's sub-request.
+    assert {row["path"] for row in rows} == {QIDO.partition("?")[0]}
     assert all(not row["success"] for row in rows)
 
 

@@ -61,23 +61,43 @@ def good(patient_id: str | None = None, study_uid: str | None = None) -> Instanc
     return Instance(encoded(ds), ds.SOPInstanceUID)
 
 
-def nested(depth: int) -> Instance:
-    """Sequences nested `depth` levels deep, written by hand (pydicom itself recurses)."""
+SEQUENCE_TAG = b"\x08\x00\x40\x11"  # (0008,1140) Referenced Image Sequence
+UNDEFINED_LENGTH = b"\xff\xff\xff\xff"
+ITEM, ITEM_END, SEQUENCE_END = b"\xfe\xff\x00\xe0", b"\xfe\xff\x0d\xe0\0\0\0\0", b"\xfe\xff\xdd\xe0\0\0\0\0"
+
+
+def nested(depth: int, encoding: str = "explicit") -> Instance:
+    """Sequences nested `depth` levels deep, written by hand (pydicom itself recurses).
+
+    `encoding`: "explicit" (VR SQ), "implicit" (an implicit VR file: no VR to
+    say it is a sequence), or "UN" (an explicit VR file whose outer sequence is
+    VR UN of undefined length, its content implicit VR as PS3.5 6.2.2 says);
+    "private ..." nests in a private tag, which no dictionary knows.
+    """
     ds = dataset()
     marker = Dataset()
     marker.ReferencedSOPInstanceUID = MARKER_UID
-    ds.ReferencedImageSequence = Sequence([marker])
-    data = encoded(ds)
-    start = data.index(b"\x08\x00\x40\x11SQ\x00\x00")
-    (length,) = struct.unpack("<I", data[start + 8 : start + 12])
-    if length == 0xFFFFFFFF:
-        end = data.index(b"\xfe\xff\xdd\xe0\x00\x00\x00\x00", start) + 8
+    tag = SEQUENCE_TAG
+    if encoding.startswith("private "):
+        block = ds.private_block(0x0009, "HOSTILE", create=True)
+        block.add_new(0x10, "SQ", Sequence([marker]))
+        tag = struct.pack("<HH", 0x0009, block.get_tag(0x10).element)
     else:
-        end = start + 12 + length
+        ds.ReferencedImageSequence = Sequence([marker])
+    implicit = encoding.endswith("implicit")
+    if implicit:
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    data = encoded(ds)
+    start = data.index(tag)
+    at = start + (4 if implicit else 8)
+    (length,) = struct.unpack("<I", data[at : at + 4])
+    end = data.index(SEQUENCE_END, start) + 8 if length == 0xFFFFFFFF else at + 4 + length
+    inner = tag + (b"SQ\0\0" if encoding == "explicit" else b"") + UNDEFINED_LENGTH
     element = b""
-    for _ in range(depth):
-        item = b"\xfe\xff\x00\xe0\xff\xff\xff\xff" + element + b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
-        element = b"\x08\x00\x40\x11SQ\x00\x00\xff\xff\xff\xff" + item + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    for level in range(depth):
+        outer_un = encoding.endswith("UN") and level == depth - 1
+        header = tag + b"UN\0\0" + UNDEFINED_LENGTH if outer_un else inner
+        element = header + ITEM + UNDEFINED_LENGTH + element + ITEM_END + SEQUENCE_END
     return Instance(data[:start] + element + data[end:], ds.SOPInstanceUID, good=depth <= 16)
 
 
@@ -249,6 +269,11 @@ CASES: dict[str, Case] = {
     **{
         f"nesting {depth} levels": Case(one(lambda depth=depth: nested(depth)), 400)
         for depth in (17, 24, 40, 60, 200, 1000, 3000)
+    },
+    **{
+        f"nesting {depth} levels, {encoding} VR": Case(one(lambda d=depth, e=encoding: nested(d, e)), status)
+        for encoding in ("implicit", "UN", "private implicit", "private UN")
+        for depth, status in ((8, 200), (40, 400), (1000, 400))
     },
     "truncated after the preamble": Case(one(lambda: truncated(140)), 400),
     "truncated in the header": Case(one(lambda: truncated(400)), 400),

@@ -18,11 +18,9 @@ instances: a lookup per part cost as much as the rest of the checks together.
 from __future__ import annotations
 
 import io
-import queue
 import re
 import tempfile
-import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -44,9 +42,6 @@ BATCH_BYTES = 8 * 1024 * 1024
 MAYBE_SEQUENCE = frozenset({"SQ", "UN", None})
 UID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")
 BOUNDARY = re.compile(r'boundary="?([^";]{1,70})"?', re.IGNORECASE)
-# Chunks of Orthanc's body read, checked and waiting ahead of the one being sent: at
-# most READ_BLOCK each, so this bounds the memory the read-ahead holds (16 MB).
-READ_AHEAD = 16
 # STOW-RS failure reasons (PS3.18 table 10.5.3-1 / PS3.4 C.4.2.1.4).
 CANNOT_UNDERSTAND = 0xC000
 DOES_NOT_MATCH = 0xA900
@@ -346,7 +341,7 @@ class Upload:
                 passed.append(part)
         return passed
 
-    def chunks(self, first: list[Part]) -> Generator[bytes, None, None]:
+    def chunks(self, first: list[Part]) -> Iterator[bytes]:
         """What Orthanc gets: `first`, then each batch as it passes, as multipart/related."""
         batch = first
         try:
@@ -391,47 +386,3 @@ def failed_item(part: Part) -> dict[str, Any]:
     if part.sop_uid:
         item["00081155"] = {"vr": "UI", "Value": [part.sop_uid]}
     return item
-
-
-def read_ahead(chunks: Generator[bytes, None, None], depth: int = READ_AHEAD) -> Generator[bytes, None, None]:
-    """`chunks`, made by another thread while this one sends those already made.
-
-    In one thread, the worker sending to Orthanc waited while it read and
-    checked the client's next part, and Orthanc waited for it meanwhile;
-    socket writes release the GIL, so a second thread overlaps them. The
-    producer stops at its next chunk when the consumer stops early (Orthanc
-    failed); its errors are raised here.
-    """
-    ready: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
-    stopped = threading.Event()
-
-    def hand_over(item: bytes | BaseException | None) -> bool:
-        while not stopped.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for chunk in chunks:
-                if not hand_over(chunk):
-                    return
-            hand_over(None)
-        except BaseException as error:  # raised again in the consumer's thread
-            hand_over(error)
-        finally:
-            chunks.close()
-
-    producer = threading.Thread(target=produce, name="stow-read-ahead", daemon=True)
-    producer.start()
-    try:
-        while (item := ready.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stopped.set()
-        producer.join()

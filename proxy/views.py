@@ -13,7 +13,6 @@ connection when a client disconnects mid-download.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -469,8 +468,7 @@ class OrthancProxyView(ProxyView):
             if upload.unreadable:
                 return errors.response(request, 400, f"the STOW-RS body cannot be read: {upload.unreadable}")
             return stow_answer(409 if upload.conflict else 400, upload.refused, {})
-        with contextlib.closing(stow.read_ahead(upload.chunks(first))) as body_to_orthanc:
-            response = self.send(request, decision, body_to_orthanc, {"Content-Type": upload.content_type})
+        response = self.send(request, decision, upload.chunks(first), {"Content-Type": upload.content_type})
         refused = upload.refused + ([upload.broken] if upload.broken else [])
         self.record_refused_parts(request, decision, refused)
         if refused and isinstance(response, HttpResponse) and response.status_code == 200:

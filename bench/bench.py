@@ -51,6 +51,9 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+PASSED_SETTINGS = ("WEB_WORKERS", "WEB_THREADS", "NGINX_API_DECISION_SECONDS")
+
+
 def stow_direct(orthanc: OrthancServer, instances: Iterator[bytes], batch: int = 32) -> None:
     chunk: list[bytes] = []
     for data in instances:
@@ -368,8 +371,9 @@ class Bench:
             "ORTHANC_USER": self.orthanc.user,
             "ORTHANC_PASSWORD": self.orthanc.password,
             "LOG_LEVEL": "WARNING",
-            # Default: what `make run` uses; set them to compare worker layouts.
-            **{name: os.environ[name] for name in ("WEB_WORKERS", "WEB_THREADS") if name in os.environ},
+            # Default: what `make run` uses; set them to compare worker layouts, or what
+            # nginx's reuse of API clients' decisions buys.
+            **{name: os.environ[name] for name in PASSED_SETTINGS if name in os.environ},
             **extra,
         }
         portal = LivePortal(env=env, work_dir=work)

@@ -167,6 +167,16 @@ if PORTAL_FRONT not in ("nginx", "none"):
     raise ImproperlyConfigured(f"PORTAL_FRONT={PORTAL_FRONT!r}: use nginx or none")
 # Seconds nginx may reuse a decision for the same credential and study (0: ask every time).
 NGINX_DECISION_SECONDS = env_int("NGINX_DECISION_SECONDS", 5, minimum=0, maximum=5)
+# The same for an API client's decision (HTTP Basic, a token). 0, the default: every
+# request is decided, so a revoked token, a changed password or a deactivated owner
+# is refused on the next request; more trades that for throughput (make bench,
+# "API clients"). A share visitor's decision is never reused.
+NGINX_API_DECISION_SECONDS = env_int("NGINX_API_DECISION_SECONDS", 0, minimum=0, maximum=5)
+if NGINX_API_DECISION_SECONDS > NGINX_DECISION_SECONDS:
+    raise ImproperlyConfigured(
+        f"NGINX_API_DECISION_SECONDS={NGINX_API_DECISION_SECONDS} is more than "
+        f"NGINX_DECISION_SECONDS={NGINX_DECISION_SECONDS}: API clients' decisions cannot outlive sessions'"
+    )
 NGINX_MAX_BODY = env_str("NGINX_MAX_BODY", "4g")
 if not re.fullmatch(r"[0-9]+[kmg]?", NGINX_MAX_BODY):
     raise ImproperlyConfigured(f"NGINX_MAX_BODY={NGINX_MAX_BODY!r}: a size such as 4g or 500m")

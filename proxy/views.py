@@ -675,11 +675,11 @@ def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
     response = HttpResponse(status=204)
     response["X-Pacs-Target"] = decision.target
     response["X-Pacs-User"] = f"{decision.identity.user.get_username()} ({decision.identity.credential})"
-    if decision.identity.credential != SESSION:
-        # nginx reuses a browser session's decision for a few seconds; an API client's
-        # (Basic, token) and a share visitor's never: revoking a token or a share,
-        # changing a password or deactivating the owner ends them on the next request.
-        response["X-Accel-Expires"] = "0"
+    if decision.identity.share is not None:
+        response["X-Accel-Expires"] = "0"  # never reused: revoking a share ends it on the next request
+    elif decision.identity.credential != SESSION:
+        # nginx keeps entries up to a second longer than asked, as for sessions (pacsportal/front.py).
+        response["X-Accel-Expires"] = str(max(settings.NGINX_API_DECISION_SECONDS - 1, 0))
     return response
 
 

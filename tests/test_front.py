@@ -19,6 +19,7 @@ from orthanc.server import OrthancServer
 from tests.conftest import start_portal
 from tests.dicom import stow_body, unique_ct_instance
 from tests.services import LivePortal, PostgresCluster, require_binary
+from tests.test_live_tokens import create_token
 from tests.test_viewer_tls import certificate  # noqa: F401  (the module's self-signed certificate)
 
 pytestmark = pytest.mark.live
@@ -213,6 +214,65 @@ def test_revocation_stops_reads_within_the_cache_lifetime(
         assert time.monotonic() - revoked_at < limit, f"still served {limit} s after the revocation"
         time.sleep(0.2)
     assert replay.get(url, headers=headers, timeout=30).status_code in (401, 403)
+
+
+def frames_with(portal: LivePortal, orthanc: OrthancServer, http: requests.Session, count: int) -> int:
+    """Decisions nginx asked Django for while `http` read `count` frames of one study."""
+    asked = decisions_asked(portal)
+    for sop in sops(orthanc)[:count]:
+        response = http.get(frame_url(portal, sop), headers={**BROWSER, "Accept": FRAME_ACCEPT}, timeout=30)
+        assert response.status_code == 200
+    return decisions_asked(portal) - asked
+
+
+def token_session(portal: LivePortal) -> tuple[requests.Session, str]:
+    _, secret = create_token(portal, "alice")
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {secret}"
+    return http, secret
+
+
+def test_api_clients_are_decided_on_every_request_and_revoked_at_once(
+    fronted: LivePortal, orthanc: OrthancServer
+) -> None:
+    assert frames_with(fronted, orthanc, fronted.login("alice"), 10) <= 2  # a session: one per study
+    http, _ = token_session(fronted)
+    assert frames_with(fronted, orthanc, http, 10) == 10
+    basic = requests.Session()
+    basic.auth = ("alice", fronted.passwords["alice"])
+    assert frames_with(fronted, orthanc, basic, 10) == 10
+    revoke_tokens(fronted, "alice")
+    assert http.get(frame_url(fronted, sops(orthanc)[0]), headers=BROWSER, timeout=30).status_code == 401
+
+
+def revoke_tokens(portal: LivePortal, username: str) -> None:
+    portal.manage(
+        "shell",
+        "-c",
+        "from django.utils import timezone; from accounts.models import AccessToken; "
+        f"AccessToken.objects.filter(user__username='{username}').update(revoked_at=timezone.now())",
+    )
+
+
+def test_api_decisions_are_reused_for_the_seconds_configured(
+    orthanc: OrthancServer, postgres: PostgresCluster | None
+) -> None:
+    portal = start_portal(
+        "api-cache", orthanc.url, orthanc, postgres, front=True, NGINX_API_DECISION_SECONDS="3"
+    )
+    try:
+        http, _ = token_session(portal)
+        assert frames_with(portal, orthanc, http, 10) <= 2
+        revoke_tokens(portal, "alice")
+        revoked_at = time.monotonic()
+        url = frame_url(portal, sops(orthanc)[0])
+        while http.get(url, headers=BROWSER, timeout=30).status_code == 200:
+            assert time.monotonic() - revoked_at < 3.5, (
+                "a revoked token served past NGINX_API_DECISION_SECONDS"
+            )
+            time.sleep(0.2)
+    finally:
+        portal.stop()
 
 
 def test_stow_goes_to_django_and_is_checked(fronted: LivePortal) -> None:

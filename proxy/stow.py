@@ -26,6 +26,9 @@ from typing import IO, Any
 
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.valuerep import VR
 
 from orthanc import lookups
 from proxy.errors import IncompleteBody
@@ -40,12 +43,18 @@ SPOOL_IN_MEMORY = 2 * 1024 * 1024
 BATCH_PARTS = 32
 BATCH_BYTES = 8 * 1024 * 1024
 MAYBE_SEQUENCE = frozenset({"SQ", "UN", None})
+KNOWN_VRS = frozenset(vr.value for vr in VR)
+UNDEFINED_LENGTH = 0xFFFFFFFF
+PIXEL_DATA = 0x7FE00010
+# Values longer than this are passed over while the header is read (the pixel data).
+DEFER_SIZE = 1024
 UID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")
 BOUNDARY = re.compile(r'boundary="?([^";]{1,70})"?', re.IGNORECASE)
 # STOW-RS failure reasons (PS3.18 table 10.5.3-1 / PS3.4 C.4.2.1.4).
 CANNOT_UNDERSTAND = 0xC000
 DOES_NOT_MATCH = 0xA900
 PROCESSING_FAILURE = 0x0110
+TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
 REQUIRED = {
     "StudyInstanceUID": "0020000D",
     "SeriesInstanceUID": "0020000E",
@@ -163,14 +172,32 @@ def check(part: Part, study_in_path: str) -> None:
     if len(preamble) < 132 or preamble[128:132] != b"DICM":
         refuse(part, "not a DICOM Part 10 file (no DICM after the 128-byte preamble)", CANNOT_UNDERSTAND)
         return
-    part.file.seek(0)
     try:
-        dataset = pydicom.dcmread(part.file, stop_before_pixels=True)
+        if transfer_syntax_of(part.file) == DeflatedExplicitVRLittleEndian:
+            # pydicom would inflate the whole body at once, unbounded: a few MB can become GBs.
+            refuse(part, "the deflated transfer syntax is not accepted", TRANSFER_SYNTAX_NOT_SUPPORTED)
+            return
+        part.file.seek(0)
+        # The whole file, past the pixel data too: Orthanc parses what follows it. Values
+        # longer than DEFER_SIZE (the pixel data) are passed over, not read.
+        dataset = pydicom.dcmread(part.file, defer_size=DEFER_SIZE)
         depth = nesting_depth(dataset)
     except RecursionError:
         refuse(part, f"sequences nest deeper than {MAX_DEPTH} levels", CANNOT_UNDERSTAND)
         return
-    except (InvalidDicomError, ValueError, TypeError, KeyError, OSError, EOFError, OverflowError) as error:
+    except UnsafeEncoding as error:
+        refuse(part, str(error), CANNOT_UNDERSTAND)
+        return
+    except (
+        InvalidDicomError,
+        NotImplementedError,
+        ValueError,
+        TypeError,
+        KeyError,
+        OSError,
+        EOFError,
+        OverflowError,
+    ) as error:
         refuse(part, f"the DICOM header cannot be read: {str(error)[:120]}", CANNOT_UNDERSTAND)
         return
     if depth > MAX_DEPTH:
@@ -182,8 +209,29 @@ def check(part: Part, study_in_path: str) -> None:
         refuse(part, "its StudyInstanceUID is not the study in the path", DOES_NOT_MATCH, conflict=True)
 
 
+class UnsafeEncoding(ValueError):
+    """An element pydicom and Orthanc's parser (DCMTK) would read differently."""
+
+
+def transfer_syntax_of(file: IO[bytes]) -> str:
+    """The file meta's Transfer Syntax UID, read on its own (file meta is always explicit VR)."""
+    file.seek(132)
+    meta = read_dataset(file, is_implicit_VR=False, is_little_endian=True, stop_when=past_file_meta)
+    return str(meta.get("TransferSyntaxUID", "") or "").strip("\x00 ")
+
+
+def past_file_meta(tag: Any, vr: str | None, length: int) -> bool:
+    return bool(tag.group != 0x0002)
+
+
 def nesting_depth(dataset: Any) -> int:
-    """How deep sequences nest, walked without recursion (hostile files nest thousands deep)."""
+    """How deep sequences nest, walked without recursion (hostile files nest thousands deep).
+
+    Raises UnsafeEncoding for what could hide a sequence from this walk but not from
+    DCMTK: an unknown VR (pydicom reads a 2-byte length where DCMTK reads 4, and
+    DCMTK takes an undefined length as a sequence) or an undefined length on
+    anything but a sequence, UN or the pixel data.
+    """
     deepest = 0
     pending = [(dataset, 0)]
     while pending:
@@ -193,12 +241,25 @@ def nesting_depth(dataset: Any) -> int:
             return depth
         # Only what may be a sequence is converted from its raw bytes: converting every
         # element cost 2.8 ms of a CT slice's 3.5 ms check. pydicom's reader already calls
-        # an undefined-length element SQ; a defined-length UN (or an unknown VR) may still
-        # be one once converted.
+        # an undefined-length element SQ; a defined-length UN (or an unknown VR in an
+        # implicit VR file) may still be one once converted.
         for raw in current.elements():
+            if raw.VR is not None and raw.VR not in KNOWN_VRS:
+                raise UnsafeEncoding(f"an element has an unknown VR {str(raw.VR)[:8]!r}")
+            if undefined_length(raw) and raw.VR not in ("SQ", "UN") and raw.tag != PIXEL_DATA:
+                raise UnsafeEncoding(
+                    "an element other than a sequence or the pixel data has an undefined length"
+                )
             if raw.VR in MAYBE_SEQUENCE and (element := current[raw.tag]).VR == "SQ":
                 pending.extend((item, depth + 1) for item in element.value)
     return deepest
+
+
+def undefined_length(element: Any) -> bool:
+    """For pydicom's raw elements (`length`) and converted ones (`is_undefined_length`)."""
+    return getattr(element, "length", None) == UNDEFINED_LENGTH or bool(
+        getattr(element, "is_undefined_length", False)
+    )
 
 
 def read_identifiers(part: Part, dataset: Any) -> bool:

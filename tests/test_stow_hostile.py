@@ -66,7 +66,20 @@ UNDEFINED_LENGTH = b"\xff\xff\xff\xff"
 ITEM, ITEM_END, SEQUENCE_END = b"\xfe\xff\x00\xe0", b"\xfe\xff\x0d\xe0\0\0\0\0", b"\xfe\xff\xdd\xe0\0\0\0\0"
 
 
-def nested(depth: int, encoding: str = "explicit") -> Instance:
+def nesting(tag: bytes, depth: int, vr: bytes = b"SQ", defined_lengths: bool = False) -> bytes:
+    """`depth` sequences of one item each, the innermost empty; `vr` empty for implicit VR."""
+    element = b""
+    header = tag + (vr + b"\0\0" if vr else b"")
+    for _ in range(depth):
+        if defined_lengths:
+            item = ITEM + struct.pack("<I", len(element)) + element
+            element = header + struct.pack("<I", len(item)) + item
+        else:
+            element = header + UNDEFINED_LENGTH + ITEM + UNDEFINED_LENGTH + element + ITEM_END + SEQUENCE_END
+    return element
+
+
+def nested(depth: int, encoding: str = "explicit", defined_lengths: bool = False) -> Instance:
     """Sequences nested `depth` levels deep, written by hand (pydicom itself recurses).
 
     `encoding`: "explicit" (VR SQ), "implicit" (an implicit VR file: no VR to
@@ -92,13 +105,46 @@ def nested(depth: int, encoding: str = "explicit") -> Instance:
     at = start + (4 if implicit else 8)
     (length,) = struct.unpack("<I", data[at : at + 4])
     end = data.index(SEQUENCE_END, start) + 8 if length == 0xFFFFFFFF else at + 4 + length
-    inner = tag + (b"SQ\0\0" if encoding == "explicit" else b"") + UNDEFINED_LENGTH
-    element = b""
-    for level in range(depth):
-        outer_un = encoding.endswith("UN") and level == depth - 1
-        header = tag + b"UN\0\0" + UNDEFINED_LENGTH if outer_un else inner
-        element = header + ITEM + UNDEFINED_LENGTH + element + ITEM_END + SEQUENCE_END
+    if encoding.endswith("UN"):
+        element = tag + b"UN\0\0" + as_sequence_value(nesting(tag, depth - 1, b""))
+    else:
+        element = nesting(tag, depth, b"SQ" if encoding == "explicit" else b"", defined_lengths)
     return Instance(data[:start] + element + data[end:], ds.SOPInstanceUID, good=depth <= 16)
+
+
+def as_sequence_value(inner: bytes) -> bytes:
+    """An undefined length and one item holding `inner`, closed: what follows a sequence's VR."""
+    return UNDEFINED_LENGTH + ITEM + UNDEFINED_LENGTH + inner + ITEM_END + SEQUENCE_END
+
+
+def after_the_pixel_data(depth: int) -> Instance:
+    """A private sequence nested `depth` deep after the pixel data, where a reader that
+    stops before the pixel data never looks, and Orthanc's parser reads on."""
+    ds = dataset()
+    creator = b"\xe1\x7f\x10\x00LO" + struct.pack("<H", 8) + b"HOSTILE "
+    element = nesting(b"\xe1\x7f\x10\x10", depth)  # (7FE1,1010)
+    return Instance(encoded(ds) + creator + element, ds.SOPInstanceUID, good=depth <= 16)
+
+
+def behind_an_unknown_vr(depth: int) -> Instance:
+    """Nesting behind VR "ZZ": pydicom reads a 2-byte length and takes the nesting for
+    the value; DCMTK reads 2 reserved bytes and an undefined length: a sequence."""
+    ds = dataset()
+    block = ds.private_block(0x0009, "HOSTILE", create=True)
+    block.add_new(0x10, "LO", "placeholder")
+    tag = struct.pack("<HH", 0x0009, block.get_tag(0x10).element)
+    data = encoded(ds)
+    start = data.index(tag)
+    (length,) = struct.unpack("<H", data[start + 6 : start + 8])
+    value = as_sequence_value(nesting(tag, depth - 1, b""))
+    element = tag + b"ZZ" + struct.pack("<H", len(value)) + value
+    return Instance(data[:start] + element + data[start + 8 + length :], ds.SOPInstanceUID, good=False)
+
+
+def deflated() -> Instance:
+    ds = dataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    return Instance(encoded(ds), ds.SOPInstanceUID, good=False)
 
 
 def edited(change: Callable[[Dataset], None], good_after: bool = False) -> Instance:
@@ -275,6 +321,12 @@ CASES: dict[str, Case] = {
         for encoding in ("implicit", "UN", "private implicit", "private UN")
         for depth, status in ((8, 200), (40, 400), (1000, 400))
     },
+    "nesting 8 levels, implicit VR, defined lengths": Case(one(lambda: nested(8, "implicit", True)), 200),
+    "nesting 40 levels, implicit VR, defined lengths": Case(one(lambda: nested(40, "implicit", True)), 400),
+    "nesting 2 levels after the pixel data": Case(one(lambda: after_the_pixel_data(2)), 200),
+    "nesting 40 levels after the pixel data": Case(one(lambda: after_the_pixel_data(40)), 400),
+    "nesting 40 levels behind an unknown VR": Case(one(lambda: behind_an_unknown_vr(40)), 400),
+    "a deflated body": Case(one(deflated), 400),
     "truncated after the preamble": Case(one(lambda: truncated(140)), 400),
     "truncated in the header": Case(one(lambda: truncated(400)), 400),
     "no preamble": Case(one(no_preamble), 400),

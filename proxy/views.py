@@ -660,13 +660,15 @@ def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
     except DatabaseError as error:
         logger.error("database unavailable: %s", error)
         return front_refusal(503, "the portal's database is not available")
+    finally:
+        # django-axes' middleware would answer its own 429 (the decision says 429 itself),
+        # which auth_request takes for an error (500): nginx would then hand the request
+        # to the Django door, deciding it twice.
+        request.axes_locked_out = False  # type: ignore[attr-defined]
     if decision.identity.is_authenticated:
         request.user = decision.identity.user
     if not decision.allowed:
         refusal = door.refused(request, decision)  # recorded here, once; nginx has Django word it
-        # django-axes' middleware would answer its own 429, which auth_request takes for an
-        # error (500): nginx would then hand the request to the Django door, deciding it twice.
-        request.axes_locked_out = False  # type: ignore[attr-defined]
         return front_refusal(refusal.status_code, decision.reason, decision.allow)
     if method not in SAFE_METHODS:
         return HttpResponse(status=204)

@@ -117,6 +117,31 @@ def as_sequence_value(inner: bytes) -> bytes:
     return UNDEFINED_LENGTH + ITEM + UNDEFINED_LENGTH + inner + ITEM_END + SEQUENCE_END
 
 
+def un_of_defined_length(depth: int, private: bool) -> Instance:
+    """Nesting under an outer VR UN of defined length, its content implicit VR: for a
+    tag the dictionary calls SQ, a sequence to both readers; for a private tag, bytes."""
+    ds = dataset()
+    if private:
+        block = ds.private_block(0x0009, "HOSTILE", create=True)
+        block.add_new(0x10, "LT", "placeholder")
+        tag = struct.pack("<HH", 0x0009, block.get_tag(0x10).element)
+    else:
+        ds.ReferencedImageSequence = Sequence([Dataset()])
+        tag = SEQUENCE_TAG
+    data = encoded(ds)
+    start = data.index(tag)
+    if private:
+        (length,) = struct.unpack("<H", data[start + 6 : start + 8])
+        end = start + 8 + length
+    else:
+        (length,) = struct.unpack("<I", data[start + 8 : start + 12])
+        end = data.index(SEQUENCE_END, start) + 8 if length == 0xFFFFFFFF else start + 12 + length
+    inner = nesting(tag, depth - 1, b"", defined_lengths=True)
+    item = ITEM + struct.pack("<I", len(inner)) + inner
+    element = tag + b"UN\0\0" + struct.pack("<I", len(item)) + item
+    return Instance(data[:start] + element + data[end:], ds.SOPInstanceUID, good=private or depth <= 16)
+
+
 def after_the_pixel_data(depth: int) -> Instance:
     """A private sequence nested `depth` deep after the pixel data, where a reader that
     stops before the pixel data never looks, and Orthanc's parser reads on."""
@@ -323,6 +348,11 @@ CASES: dict[str, Case] = {
     },
     "nesting 8 levels, implicit VR, defined lengths": Case(one(lambda: nested(8, "implicit", True)), 200),
     "nesting 40 levels, implicit VR, defined lengths": Case(one(lambda: nested(40, "implicit", True)), 400),
+    "nesting 8 levels, UN of defined length": Case(one(lambda: un_of_defined_length(8, False)), 200),
+    "nesting 40 levels, UN of defined length": Case(one(lambda: un_of_defined_length(40, False)), 400),
+    "40 levels of bytes in a private UN of defined length": Case(
+        one(lambda: un_of_defined_length(40, True)), 200
+    ),
     "nesting 2 levels after the pixel data": Case(one(lambda: after_the_pixel_data(2)), 200),
     "nesting 40 levels after the pixel data": Case(one(lambda: after_the_pixel_data(40)), 400),
     "nesting 40 levels behind an unknown VR": Case(one(lambda: behind_an_unknown_vr(40)), 400),

@@ -8,3 +8,8 @@ class AccountsConfig(AppConfig):
     # The label the roles' permissions and migrations were created under.
     label = "pacsportal"
     verbose_name = "Accounts and roles"
+
+    def ready(self) -> None:
+        from accounts import revocation
+
+        revocation.connect()

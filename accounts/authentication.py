@@ -27,6 +27,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from axes.handlers.proxy import AxesProxyHandler
 from axes.helpers import get_credentials
@@ -64,6 +65,7 @@ class Identity:
     credential: str
     scope: frozenset[str] | None = None
     share: Share | None = None
+    expires_at: datetime | None = None  # a token's expiry
 
     @property
     def is_authenticated(self) -> bool:
@@ -146,7 +148,7 @@ def token_identity(request: HttpRequest, secret: str, username: str | None) -> I
     except DatabaseError as error:
         # "Last used" is a convenience: the request itself is still audited, or refused.
         logger.warning("could not record the use of %s: %s", token.credential, error)
-    return Identity(user, token.credential, token.permissions)
+    return Identity(user, token.credential, token.permissions, expires_at=token.expires_at)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from accounts import revocation
 from accounts.models import AccessToken
 from audit.models import Action, AuditEvent
 
@@ -31,6 +32,7 @@ def revoke(request: HttpRequest, token: AccessToken) -> bool:
             revoked_at=timezone.now()
         )
         if revoked:
+            revocation.forget_decisions()
             owner = token.user.get_username()
             AuditEvent.objects.record(
                 Action.TOKEN_REVOKED,

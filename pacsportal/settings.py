@@ -167,11 +167,19 @@ if PORTAL_FRONT not in ("nginx", "none"):
     raise ImproperlyConfigured(f"PORTAL_FRONT={PORTAL_FRONT!r}: use nginx or none")
 # Seconds nginx may reuse a decision for the same credential and study (0: ask every time).
 NGINX_DECISION_SECONDS = env_int("NGINX_DECISION_SECONDS", 5, minimum=0, maximum=5)
-# The same for an API client's decision (HTTP Basic, a token). 0, the default: every
-# request is decided, so a revoked token, a changed password or a deactivated owner
-# is refused on the next request; more trades that for throughput (make bench,
-# "API clients"). A share visitor's decision is never reused.
-NGINX_API_DECISION_SECONDS = env_int("NGINX_API_DECISION_SECONDS", 0, minimum=0, maximum=5)
+# Where nginx caches its decisions, so that the portal can empty it when access
+# changes (accounts/revocation.py): set by `manage.py serve` for gunicorn.
+NGINX_DECISION_CACHE_DIR = env_str("NGINX_DECISION_CACHE_DIR", "")
+# The same for an API client's decision (HTTP Basic, a token): by default as long
+# as a session's when the portal can empty the cache (a revoked token, a changed
+# password or a deactivated owner is then refused on the next request), else 0:
+# every request is decided. A share visitor's decision is never reused.
+NGINX_API_DECISION_SECONDS = env_int(
+    "NGINX_API_DECISION_SECONDS",
+    NGINX_DECISION_SECONDS if NGINX_DECISION_CACHE_DIR else 0,
+    minimum=0,
+    maximum=5,
+)
 if NGINX_API_DECISION_SECONDS > NGINX_DECISION_SECONDS:
     raise ImproperlyConfigured(
         f"NGINX_API_DECISION_SECONDS={NGINX_API_DECISION_SECONDS} is more than "

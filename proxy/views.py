@@ -29,11 +29,12 @@ from django.contrib.auth.views import redirect_to_login
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import redirect
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from revproxy.views import ProxyView
 
-from accounts.authentication import SESSION
+from accounts.authentication import SESSION, Identity
 from accounts.clientip import client_ip
 from audit.models import AuditEvent
 from orthanc import client, lookups
@@ -677,12 +678,28 @@ def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
     response = HttpResponse(status=204)
     response["X-Pacs-Target"] = decision.target
     response["X-Pacs-User"] = f"{decision.identity.user.get_username()} ({decision.identity.credential})"
-    if decision.identity.share is not None:
-        response["X-Accel-Expires"] = "0"  # never reused: revoking a share ends it on the next request
-    elif decision.identity.credential != SESSION:
-        # nginx keeps entries up to a second longer than asked, as for sessions (pacsportal/front.py).
-        response["X-Accel-Expires"] = str(max(settings.NGINX_API_DECISION_SECONDS - 1, 0))
+    reuse = reuse_seconds(decision.identity, time.monotonic() - door.started)
+    if reuse is not None:
+        response["X-Accel-Expires"] = str(reuse)
     return response
+
+
+# A decision slower than this is never reused: one made from state that changed
+# meanwhile could otherwise reach nginx's cache after accounts.revocation's sweeps.
+FRESH_DECISION_SECONDS = 0.5
+
+
+def reuse_seconds(identity: Identity, took: float) -> int | None:
+    """How long nginx may reuse this allowed read's decision (None: NGINX_DECISION_SECONDS)."""
+    if identity.share is not None or took > FRESH_DECISION_SECONDS:
+        return 0  # a share is never reused: revoking it ends it on the next request
+    if identity.credential == SESSION:
+        return None
+    # nginx keeps entries up to a second longer than asked, as for sessions (pacsportal/front.py).
+    seconds = max(settings.NGINX_API_DECISION_SECONDS - 1, 0)
+    if identity.expires_at is not None:
+        seconds = min(seconds, max(int((identity.expires_at - timezone.now()).total_seconds()) - 1, 0))
+    return seconds
 
 
 def front_refusal(status: int, reason: str, allow: str = "") -> HttpResponse:

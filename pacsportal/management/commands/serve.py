@@ -52,8 +52,11 @@ class Command(BaseCommand):
             sockets.mkdir(mode=0o700, exist_ok=True)
             nginx = front.from_settings(int(port), sockets / "gunicorn.sock")
             # Only nginx reaches the socket, and it sets X-Forwarded-Proto itself.
+            # The portal empties nginx's decision cache when access changes (accounts/revocation.py).
             environment.update(
-                GUNICORN_BIND=f"unix:{sockets / 'gunicorn.sock'}", TRUST_PROXY_SSL_HEADER="true"
+                GUNICORN_BIND=f"unix:{sockets / 'gunicorn.sock'}",
+                TRUST_PROXY_SSL_HEADER="true",
+                NGINX_DECISION_CACHE_DIR=str(nginx.decision_cache),
             )
         gunicorn = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(BASE_DIR / "gunicorn.conf.py"), "pacsportal.wsgi"],

@@ -199,6 +199,10 @@ class Project:
     def local_path(self, path: str) -> Path:
         return (self.dir / path).resolve() if not path.startswith("/") else Path(path)
 
+    def is_tmpfs_volume(self, name: str) -> bool:
+        definition = (self.config.get("volumes") or {}).get(name) or {}
+        return bool((definition.get("driver_opts") or {}).get("type") == "tmpfs")
+
     def container(self, name: str, named_volumes: Mapping[str, Path] | None = None) -> Container:
         service = self.services[name]
         image = read_dockerfile(self.dir / "Dockerfile") if "build" in service else None
@@ -224,7 +228,10 @@ class Project:
                 source, target = volume.split(":")[:2]
             if source.startswith((".", "/")):
                 mounts[target] = self.local_path(source)
-            elif named_volumes and source in named_volumes:
+                continue
+            if self.is_tmpfs_volume(source):
+                tmpfs.append(target)
+            if named_volumes and source in named_volumes:
                 mounts[target] = named_volumes[source]
         for secret in service.get("secrets", []):
             source = secret if isinstance(secret, str) else secret["source"]

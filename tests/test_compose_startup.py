@@ -237,6 +237,9 @@ class Web:
         # The front-config volume: a tmpfs owned by the image's user, mode 0700 (compose.yaml).
         self.front_config = Path(tempfile.mkdtemp(prefix="pacsportal-compose-front-config-", dir=MEMORY))
         os.chown(self.front_config, self.image.uid, self.image.uid)
+        # The decisions volume: a tmpfs, mode 0777 (compose.yaml), shared with the front.
+        self.decisions = Path(tempfile.mkdtemp(prefix="pacsportal-compose-decisions-", dir=MEMORY))
+        self.decisions.chmod(0o777)
         self.container.mounts.update(
             {
                 "/app": self.app,
@@ -244,6 +247,7 @@ class Web:
                 "/app/ohif": bundle.cache_dir(),
                 "/data": data,
                 self.volume_target("front-config"): self.front_config,
+                self.volume_target("decisions"): self.decisions,
             }
         )
         secrets_as_mounted(self.container, self.root)
@@ -312,6 +316,7 @@ class Web:
     def stop(self) -> None:
         stop_process_group(self.process)
         shutil.rmtree(self.front_config, ignore_errors=True)
+        shutil.rmtree(self.decisions, ignore_errors=True)
 
 
 def stop_process_group(process: subprocess.Popen[bytes] | None) -> None:
@@ -336,10 +341,12 @@ class FrontService:
     process: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
-        self.container = self.project.container("front", {"front-config": self.web.front_config})
-        self.cache = Path(tempfile.mkdtemp(prefix="pacsportal-compose-decisions-", dir=MEMORY))
+        self.container = self.project.container(
+            "front", {"front-config": self.web.front_config, "decisions": self.web.decisions}
+        )
+        self.cache = Path(tempfile.mkdtemp(prefix="pacsportal-compose-tmpfs-", dir=MEMORY))
         for target in self.container.tmpfs:
-            self.container.mounts[target] = self.cache
+            self.container.mounts.setdefault(target, self.cache)
         self.log = self.root / "front.log"
 
     @property
@@ -573,6 +580,18 @@ def log_in(session: requests.Session, url: str, password: str) -> requests.Respo
     )
 
 
+def log_out(session: requests.Session, url: str) -> None:
+    scheme = "https" if url.startswith("https:") else "http"
+    answer = session.post(
+        f"{url}/accounts/logout/",
+        data={"csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{scheme}://{HOST}/portal/"},
+        timeout=30,
+        allow_redirects=False,
+    )
+    assert answer.status_code == 302, answer.status_code
+
+
 def speaks_http2(front: FrontService, cafile: Path) -> bool:
     context = ssl.create_default_context(cafile=str(cafile))
     context.set_alpn_protocols(["h2", "http/1.1"])
@@ -637,6 +656,16 @@ def test_it_serves_https_with_http2_through_the_front_after_the_documented_insta
     assert studies.headers["Cache-Control"] == "no-store, private"
     streamed = [line for line in front.access_log() if line["path"] == "/pacs/dicom-web/studies"]
     assert [line["user"] for line in streamed] == ["admin (session)"], "nginx did not stream the read"
+    # The portal (uid 10001) empties the front's decision cache (nginx's user's files) on logout:
+    # the cookie, replayed, is refused at once.
+    replay = client_session(CLIENT, verify=str(cert))
+    replay.cookies.update(dict(session.cookies))
+    assert any(web.decisions.iterdir()), "the front cached no decision in the shared volume"
+    log_out(session, front.url)
+    again = replay.get(
+        f"{front.url}/pacs/dicom-web/studies", headers={"Accept": "application/dicom+json"}, timeout=30
+    )
+    assert again.status_code == 401, again.text
     assert admin_password not in web.output() + front.output()
     credential = web.front_config / "secrets" / "orthanc-credential.conf"
     assert credential.stat().st_mode & 0o077 == 0

@@ -55,6 +55,8 @@ SET_BY_COMPOSE = {
     "FRONT_PORTAL_UPSTREAM",
     "TRUST_PROXY_SSL_HEADER",
     "TRUSTED_PROXIES",
+    # The front's decision cache, which the portal empties when access changes.
+    "NGINX_DECISION_CACHE_DIR",
 }
 # Secrets the portal reads, and the compose secret each comes from.
 PORTAL_SECRETS = {
@@ -250,6 +252,11 @@ def test_the_front_configuration_names_only_what_the_front_container_has(
     assert web.env["TLS_CERT_FILE"].startswith("/certs/") and "/certs" in front_container.mounts
     assert f"proxy_cache_path {front.CONTAINER_DECISION_CACHE} " in text
     assert front.CONTAINER_DECISION_CACHE in front_container.tmpfs, "the decision cache must be in memory"
+    # The portal empties that cache when access changes: the same volume, where it looks.
+    volumes = {str(v) for v in compose()["services"]["front"]["volumes"]}
+    (shared,) = [v for v in volumes if v.endswith(f":{front.CONTAINER_DECISION_CACHE}")]
+    assert shared in compose()["services"]["web"]["volumes"]
+    assert web.env["NGINX_DECISION_CACHE_DIR"] == front.CONTAINER_DECISION_CACHE
     assert f"include {target}/secrets/orthanc-credential.conf;" in text
     assert f"server {web.env['FRONT_PORTAL_UPSTREAM']};" in text
     assert "server orthanc:8042;" in text

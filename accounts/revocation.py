@@ -16,7 +16,9 @@ settings.py does not let API clients' decisions be reused.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,6 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from accounts.models import AccessToken
-from pacsportal import front
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ SECOND_SWEEP_SECONDS = 1.0
 M2M_CHANGES = frozenset({"post_add", "post_remove", "post_clear"})
 # What a login saves: nothing a decision depends on.
 LOGIN_FIELDS = frozenset({"last_login"})
+# A cached decision's file: the MD5 of its key, in hex. nginx's temporary files
+# (a counter, being written) are left to it.
+DECISION_FILE = re.compile(r"[0-9a-f]{32}")
 
 
 def forget_decisions() -> None:
@@ -51,16 +55,33 @@ def forget_decisions() -> None:
         transaction.on_commit(lambda: sweep(Path(directory)))
 
 
-def sweep(directory: Path) -> None:
+def forget_cached(directory: Path) -> int:
+    """Remove every decision nginx has cached in `directory`; how many were removed.
+
+    nginx takes a cached entry whose file is gone for a miss and asks Django
+    again (tests/test_front.py shows it), which costs each active client one
+    decision more.
+    """
+    removed = 0
+    for path in directory.rglob("*"):
+        if DECISION_FILE.fullmatch(path.name):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def sweep(directory: Path, again: bool = True) -> None:
     try:
-        removed = front.forget_decisions(directory)
+        removed = forget_cached(directory)
     except OSError as error:
         # The change itself stands; reuse then ends with the cache lifetime, at most 5 s.
         logger.error("could not empty nginx's decision cache %s: %s", directory, error)
         return
     logger.info("access changed: %d cached decision(s) forgotten", removed)
-    # Not a daemon: a management command that changed access waits for it before exiting.
-    threading.Timer(SECOND_SWEEP_SECONDS, front.forget_decisions, [directory]).start()
+    if again:
+        # Not a daemon: a management command that changed access waits for it before exiting.
+        threading.Timer(SECOND_SWEEP_SECONDS, sweep, [directory, False]).start()
 
 
 def on_user_saved(sender: Any, created: bool, update_fields: frozenset[str] | None, **kwargs: Any) -> None:

@@ -12,7 +12,6 @@ credential in a file of its own, readable by its owner only.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import os
 import re
@@ -276,28 +275,6 @@ class ContainerFront(Front):
             "        location / {\n            return 404;\n        }\n    }\n}\n",
         )
         return self.config_path
-
-
-# A cached decision's file: the MD5 of its key, in hex. nginx's temporary files
-# (a counter, being written) are left to it.
-DECISION_FILE = re.compile(r"[0-9a-f]{32}")
-
-
-def forget_decisions(directory: Path) -> int:
-    """Remove every decision nginx has cached in `directory`; how many were removed.
-
-    nginx takes a cached entry whose file is gone for a miss and asks Django
-    again (tests/test_front.py): revoking access through the portal ends its
-    reuse at once, for everyone's entries, which costs each active client one
-    decision more.
-    """
-    removed = 0
-    for path in directory.rglob("*"):
-        if DECISION_FILE.fullmatch(path.name):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-                removed += 1
-    return removed
 
 
 def on_memory_filesystem(path: Path) -> bool:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pacsportal.front import forget_decisions
+from accounts.revocation import forget_cached
 from tests.services import REPO
 from tests.test_settings import COMPLETE
 
@@ -21,10 +21,10 @@ def test_it_removes_cached_decisions_and_leaves_nginx_temporary_files(tmp_path: 
     temporary = tmp_path / "a" / "0000000007"  # being written by nginx
     for path in [*cached, temporary]:
         path.write_bytes(b"KEY: ...")
-    assert forget_decisions(tmp_path) == 2
+    assert forget_cached(tmp_path) == 2
     assert not any(path.exists() for path in cached)
     assert temporary.exists()
-    assert forget_decisions(tmp_path / "missing") == 0
+    assert forget_cached(tmp_path / "missing") == 0
 
 
 def api_decision_seconds(tmp_path: Path, **env: str) -> str:

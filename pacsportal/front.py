@@ -45,6 +45,12 @@ CONTAINER_DECISION_CACHE = "/var/cache/nginx/pacs-decisions"
 MEMORY_FILESYSTEM_TYPES = frozenset({"tmpfs", "ramfs"})
 
 
+def native_decision_cache(work_dir: Path) -> Path:
+    """Where the nginx working in `work_dir` caches its decisions: tmpfs, one per work_dir."""
+    tag = hashlib.sha256(str(work_dir.resolve()).encode()).hexdigest()[:12]
+    return MEMORY_FILESYSTEM / f"pacsportal-decisions-{tag}"
+
+
 class FrontNotInstalled(RuntimeError):
     pass
 
@@ -130,8 +136,7 @@ class Front:
 
     @property
     def decision_cache(self) -> Path:
-        tag = hashlib.sha256(str(self.work_dir.resolve()).encode()).hexdigest()[:12]
-        return MEMORY_FILESYSTEM / f"pacsportal-decisions-{tag}"
+        return native_decision_cache(self.work_dir)
 
     def values(self) -> dict[str, str]:
         listen, tls = str(self.port), ""

@@ -16,6 +16,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from pacsportal.env import env_bool, env_int, env_list, env_secret, env_str
+from pacsportal.front import native_decision_cache
 from pacsportal.localenv import BASE_DIR, load_local_env, var_dir
 
 VAR_DIR = var_dir()
@@ -79,6 +80,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a front decision's age counts from before the session and user are read.
+    "proxy.middleware.DecisionClockMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "pacsportal.security.ContentSecurityPolicyMiddleware",
     "viewer.middleware.ViewerAssetsMiddleware",
@@ -168,7 +171,8 @@ if PORTAL_FRONT not in ("nginx", "none"):
 # Seconds nginx may reuse a decision for the same credential and study (0: ask every time).
 NGINX_DECISION_SECONDS = env_int("NGINX_DECISION_SECONDS", 5, minimum=0, maximum=5)
 # Where nginx caches its decisions, so that the portal can empty it when access
-# changes (accounts/revocation.py): set by `manage.py serve` for gunicorn.
+# changes (accounts/revocation.py): set by `manage.py serve` for gunicorn and by
+# compose for the web container.
 NGINX_DECISION_CACHE_DIR = env_str("NGINX_DECISION_CACHE_DIR", "")
 # The same for an API client's decision (HTTP Basic, a token): by default as long
 # as a session's when the portal can empty the cache (a revoked token, a changed
@@ -185,6 +189,12 @@ if NGINX_API_DECISION_SECONDS > NGINX_DECISION_SECONDS:
         f"NGINX_API_DECISION_SECONDS={NGINX_API_DECISION_SECONDS} is more than "
         f"NGINX_DECISION_SECONDS={NGINX_DECISION_SECONDS}: API clients' decisions cannot outlive sessions'"
     )
+if not NGINX_DECISION_CACHE_DIR and PORTAL_FRONT == "nginx":
+    # A management command run beside `manage.py serve` (changepassword, a shell)
+    # empties serve's cache too. Its API reuse above stays 0: it decides nothing.
+    SERVES_DECISION_CACHE = native_decision_cache(VAR_DIR / "nginx")
+    if SERVES_DECISION_CACHE.is_dir():
+        NGINX_DECISION_CACHE_DIR = str(SERVES_DECISION_CACHE)
 NGINX_MAX_BODY = env_str("NGINX_MAX_BODY", "4g")
 if not re.fullmatch(r"[0-9]+[kmg]?", NGINX_MAX_BODY):
     raise ImproperlyConfigured(f"NGINX_MAX_BODY={NGINX_MAX_BODY!r}: a size such as 4g or 500m")

@@ -678,7 +678,9 @@ def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
     response = HttpResponse(status=204)
     response["X-Pacs-Target"] = decision.target
     response["X-Pacs-User"] = f"{decision.identity.user.get_username()} ({decision.identity.credential})"
-    reuse = reuse_seconds(decision.identity, time.monotonic() - door.started)
+    # Counted from before the session and user were read (proxy.middleware).
+    took = time.monotonic() - getattr(request, "pacs_started", door.started)
+    reuse = reuse_seconds(decision.identity, took)
     if reuse is not None:
         response["X-Accel-Expires"] = str(reuse)
     return response

@@ -31,6 +31,8 @@ PLACEHOLDER = re.compile(
     r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
 )
 SECRETS_DIR = "/run/secrets"
+# The official nginx image's user and group id (nginx:nginx), compose's front.
+NGINX_IMAGE_ID = 101
 
 
 class ComposeError(AssertionError):
@@ -179,6 +181,12 @@ class Container:
         return env
 
 
+def mount_options(volume: Mapping[str, Any]) -> dict[str, str]:
+    """A local volume's mount options (driver_opts `o`), such as a tmpfs's uid, gid and mode."""
+    options = str((volume.get("driver_opts") or {}).get("o", ""))
+    return dict(option.partition("=")[::2] for option in options.split(",") if option)
+
+
 class Project:
     """compose.yaml (and override files) in a directory, with that directory's `.env`."""
 
@@ -200,8 +208,14 @@ class Project:
         return (self.dir / path).resolve() if not path.startswith("/") else Path(path)
 
     def is_tmpfs_volume(self, name: str) -> bool:
+        return self.volume_driver_opts(name).get("type") == "tmpfs"
+
+    def volume_driver_opts(self, name: str) -> dict[str, str]:
         definition = (self.config.get("volumes") or {}).get(name) or {}
-        return bool((definition.get("driver_opts") or {}).get("type") == "tmpfs")
+        return {key: str(value) for key, value in (definition.get("driver_opts") or {}).items()}
+
+    def volume_mount_options(self, name: str) -> dict[str, str]:
+        return mount_options((self.config.get("volumes") or {}).get(name) or {})
 
     def container(self, name: str, named_volumes: Mapping[str, Path] | None = None) -> Container:
         service = self.services[name]

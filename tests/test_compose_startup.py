@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -55,6 +56,7 @@ from pacsportal.front import (
     nginx_version,
 )
 from tests.compose import (
+    NGINX_IMAGE_ID,
     SECRETS_DIR,
     Container,
     Project,
@@ -79,6 +81,14 @@ FRONT_PEER = "127.0.0.1"
 CLIENT = "127.0.0.7"
 STRANGER = "127.0.0.9"
 MEMORY = Path("/dev/shm")  # tmpfs, where the stand-ins of compose's tmpfs volumes live
+
+
+def native_id(image_id: int, kind: str) -> int:
+    """The id on this machine of a user or group id named in compose.yaml (www-data for nginx's)."""
+    if image_id != NGINX_IMAGE_ID:
+        return image_id
+    www_data = pwd.getpwnam("www-data")
+    return www_data.pw_uid if kind == "uid" else www_data.pw_gid
 
 
 def everyone_can_enter(path: Path) -> bool:
@@ -237,9 +247,11 @@ class Web:
         # The front-config volume: a tmpfs owned by the image's user, mode 0700 (compose.yaml).
         self.front_config = Path(tempfile.mkdtemp(prefix="pacsportal-compose-front-config-", dir=MEMORY))
         os.chown(self.front_config, self.image.uid, self.image.uid)
-        # The decisions volume: a tmpfs, mode 0777 (compose.yaml), shared with the front.
+        # The decisions volume: a tmpfs shared with the front, with compose.yaml's owner and mode.
         self.decisions = Path(tempfile.mkdtemp(prefix="pacsportal-compose-decisions-", dir=MEMORY))
-        self.decisions.chmod(0o777)
+        options = self.project.volume_mount_options("decisions")
+        os.chown(self.decisions, native_id(int(options["uid"]), "uid"), native_id(int(options["gid"]), "gid"))
+        self.decisions.chmod(int(options["mode"], 8))
         self.container.mounts.update(
             {
                 "/app": self.app,
@@ -283,7 +295,9 @@ class Web:
     def as_image_user(self) -> list[str]:
         uid = str(self.image.uid)
         setpriv = require_binary("setpriv", "apt-get install util-linux")
-        return [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+        added = [native_id(int(group), "gid") for group in self.project.services["web"].get("group_add", [])]
+        groups = f"--groups={','.join(map(str, added))}" if added else "--clear-groups"
+        return [setpriv, f"--reuid={uid}", f"--regid={uid}", groups, "--"]
 
     def start(self) -> None:
         command = self.as_image_user() + self.image.command

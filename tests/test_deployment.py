@@ -24,12 +24,14 @@ from django.http.request import validate_host
 
 from pacsportal import front
 from tests.compose import (
+    NGINX_IMAGE_ID,
     SECRETS_DIR,
     Container,
     Project,
     build_context,
     interpolate,
     make_site,
+    mount_options,
     orthanc_configuration,
     read_env_file,
     set_env,
@@ -256,6 +258,10 @@ def test_the_front_configuration_names_only_what_the_front_container_has(
     volumes = {str(v) for v in compose()["services"]["front"]["volumes"]}
     (shared,) = [v for v in volumes if v.endswith(f":{front.CONTAINER_DECISION_CACHE}")]
     assert shared in compose()["services"]["web"]["volumes"]
+    # nginx's user owns it; the portal may remove entries through the group, no one else anything.
+    options = mount_options(compose()["volumes"][shared.split(":")[0]])
+    assert options["mode"] == "0770" and options["uid"] == options["gid"] == str(NGINX_IMAGE_ID)
+    assert [str(group) for group in compose()["services"]["web"]["group_add"]] == [str(NGINX_IMAGE_ID)]
     assert web.env["NGINX_DECISION_CACHE_DIR"] == front.CONTAINER_DECISION_CACHE
     assert f"include {target}/secrets/orthanc-credential.conf;" in text
     assert f"server {web.env['FRONT_PORTAL_UPSTREAM']};" in text

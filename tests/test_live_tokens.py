@@ -154,7 +154,7 @@ def test_it_refuses_a_token_at_once_after(
 def test_it_refuses_a_token_once_it_has_expired(live_portal: LivePortal) -> None:
     live_portal.add_user("tok-expiring", "clinician")
     name, secret = create_token(live_portal, "tok-expiring")
-    expires_in = 5.0
+    expires_in = 2.5
     shell(
         live_portal,
         "from datetime import timedelta; from django.utils import timezone; "

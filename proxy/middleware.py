@@ -1,0 +1,25 @@
+"""When Django began a request, for the front decision's freshness rule."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+
+class DecisionClockMiddleware:
+    """Notes the time before any other middleware reads the session or the user.
+
+    A front decision made from state read long ago is never reused
+    (proxy.views.FRESH_DECISION_SECONDS): its age counts from here, not from
+    the view, so a request that waited between the session middleware and the
+    view cannot reach nginx's cache after a revocation's sweeps.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.pacs_started = time.monotonic()  # type: ignore[attr-defined]
+        return self.get_response(request)

@@ -678,8 +678,8 @@ def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
     response = HttpResponse(status=204)
     response["X-Pacs-Target"] = decision.target
     response["X-Pacs-User"] = f"{decision.identity.user.get_username()} ({decision.identity.credential})"
-    # Counted from before the session and user were read (proxy.middleware).
-    took = time.monotonic() - getattr(request, "pacs_started", door.started)
+    # Counted from before the session and user were read (proxy.middleware, which must run).
+    took = time.monotonic() - request.pacs_started  # type: ignore[attr-defined]
     reuse = reuse_seconds(decision.identity, took)
     if reuse is not None:
         response["X-Accel-Expires"] = str(reuse)

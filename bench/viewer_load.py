@@ -6,18 +6,9 @@ plain nginx (`Recipe`), serving the same OHIF build with the same data source
 (the portal's own app-config, less the portal's additions) and proxying /pacs
 to the same Orthanc. Each round is a fresh browser context with the HTTP
 cache off and service workers blocked, so every round fetches everything.
-
-Times from the start of the viewer page's navigation, two of them the measure:
-- first image: the first time the viewport's canvas holds an image (non-blank
-  pixels, the same test as tests/browser.py's `image_shown`), checked in the
-  page at each of cornerstone's CORNERSTONE_IMAGE_RENDERED events and every
-  50 ms besides. The event alone is no signal: the viewport renders blank
-  several times (0.4-0.6 s here) before the image is in it;
-- all frames: the end of the last WADO-RS frame response of the demo CT
-  series, once every instance of the series (counted by QIDO) has had one.
-Beside them, to tell where a difference comes from: OHIF's first /pacs request
-(its own files loaded and started), the first frame, and the first
-CORNERSTONE_IMAGE_RENDERED event.
+How a visit is timed is in tests/viewer_load.py. A last round loads the viewer
+through the portal while 64 connections hold half-sent requests, /healthz asked
+every 0.2 s meanwhile (acceptance 3 of the nginx issue).
 """
 
 from __future__ import annotations
@@ -25,190 +16,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
-
-import requests
-
-from orthanc import demo
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, CDPSession, Page
+    from playwright.sync_api import Browser
 
     from bench.bench import Bench, Door, Result
 
 NAME = "OHIF viewer load"
-VIEWER_PATH = f"/viewer?StudyInstanceUIDs={demo.DEMO_CT_STUDY_UID}"
-TIMEOUT_S = 180.0
-
-# Runs in every page before OHIF: notes, in the page's own clock (performance.now(),
-# zero at the start of the navigation), when the viewport first shows an image.
-FIRST_IMAGE_WATCH = """
-(() => {
-  const watch = { firstImage: null, firstRenderedEvent: null };
-  // The viewport's own canvas: thumbnails are cornerstone canvases too (256 x 256).
-  const VIEWPORT_CANVAS = '[data-viewport-uid] canvas.cornerstone-canvas';
-  window.__viewerLoad = watch;
-  const probe = document.createElement('canvas');
-  probe.width = probe.height = 64;
-  const shows_image = (canvas) => {
-    if (!canvas.width || !canvas.height) return false;
-    const context = probe.getContext('2d', { willReadFrequently: true });
-    context.clearRect(0, 0, 64, 64);
-    context.drawImage(canvas, 0, 0, 64, 64);
-    const data = context.getImageData(0, 0, 64, 64).data;
-    let sum = 0, squares = 0, bright = 0;
-    for (let i = 0; i < data.length; i += 4) {
-      const grey = 0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2];
-      sum += grey; squares += grey * grey; if (grey >= 40) bright += 1;
-    }
-    const count = data.length / 4, mean = sum / count;
-    return Math.sqrt(Math.max(squares / count - mean * mean, 0)) > 20 && bright / count > 0.05;
-  };
-  const check = () => {
-    if (watch.firstImage !== null) return;
-    const now = performance.now();
-    for (const canvas of document.querySelectorAll(VIEWPORT_CANVAS)) {
-      if (shows_image(canvas)) { watch.firstImage = now; clearInterval(timer); return; }
-    }
-  };
-  const timer = setInterval(check, 50);
-  // Cornerstone dispatches it on the viewport's element, without bubbling: caught on the way down.
-  document.addEventListener('CORNERSTONE_IMAGE_RENDERED', () => {
-    if (watch.firstRenderedEvent === null) watch.firstRenderedEvent = performance.now();
-    check();
-  }, true);
-})();
-"""
-
-
-class FrameLog:
-    """The page's network from the DevTools protocol: when the viewer's document was
-    requested and when each frame of the series had arrived whole (protocol clock).
-
-    A frame counts once its body has arrived: the response finished, or the page
-    cancelled it after at least the frame's pixel bytes had been received (seen
-    through the portal only: about a quarter of its frame responses end so,
-    ERR_ABORTED after the whole body, and none is asked for again)."""
-
-    def __init__(self, series_uid: str, pixel_bytes: int) -> None:
-        self.marker = f"/series/{series_uid}/instances/"
-        self.pixel_bytes = pixel_bytes
-        self.requests: dict[str, str] = {}
-        self.received: dict[str, tuple[int, float]] = {}  # request -> decoded bytes, last arrival
-        self.document_sent: float | None = None
-        self.first_pacs_sent: float | None = None  # OHIF is up and asks for the study
-        self.finished: dict[str, float] = {}  # instance UID -> when its frame had arrived
-        self.pacs_requests = 0
-        self.cancelled_whole = 0
-        self.failed = 0
-
-    def attach(self, cdp: CDPSession) -> None:
-        cdp.on("Network.requestWillBeSent", self.on_request)
-        cdp.on("Network.dataReceived", self.on_data)
-        cdp.on("Network.loadingFinished", self.on_finished)
-        cdp.on("Network.loadingFailed", self.on_failed)
-        cdp.send("Network.enable")
-        cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
-
-    def on_request(self, event: dict[str, Any]) -> None:
-        url = event["request"]["url"]
-        self.requests[event["requestId"]] = url
-        path = urlparse(url).path
-        if event.get("type") == "Document" and path == "/viewer":
-            self.document_sent = event["timestamp"]
-        elif path.startswith("/pacs/") and self.first_pacs_sent is None:
-            self.first_pacs_sent = event["timestamp"]
-
-    def instance(self, request_id: str) -> str | None:
-        path = urlparse(self.requests.get(request_id, "")).path
-        if self.marker in path and "/frames/" in path:
-            return path.split(self.marker, 1)[1].split("/", 1)[0]
-        return None
-
-    def on_data(self, event: dict[str, Any]) -> None:
-        if self.instance(event["requestId"]) is not None:
-            size, _ = self.received.get(event["requestId"], (0, 0.0))
-            self.received[event["requestId"]] = (size + int(event["dataLength"]), event["timestamp"])
-
-    def on_finished(self, event: dict[str, Any]) -> None:
-        if not urlparse(self.requests.get(event["requestId"], "")).path.startswith("/pacs/"):
-            return
-        self.pacs_requests += 1
-        instance = self.instance(event["requestId"])
-        if instance is not None:
-            self.arrived(instance, event["timestamp"])
-
-    def on_failed(self, event: dict[str, Any]) -> None:
-        if not urlparse(self.requests.get(event["requestId"], "")).path.startswith("/pacs/"):
-            return
-        self.pacs_requests += 1
-        instance = self.instance(event["requestId"])
-        size, last = self.received.get(event["requestId"], (0, 0.0))
-        if instance is not None and event.get("canceled") and size >= self.pixel_bytes:
-            self.cancelled_whole += 1
-            self.arrived(instance, last)
-        else:
-            self.failed += 1
-
-    def arrived(self, instance: str, timestamp: float) -> None:
-        self.finished[instance] = max(self.finished.get(instance, 0.0), timestamp)
-
-
-def load_once(browser: Browser, door: Door, instances: int, pixel_bytes: int) -> Result:
-    from tests.browser import log_in
-
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, service_workers="block")
-    try:
-        page = context.new_page()
-        if door.portal is not None:
-            log_in(page, door.portal, "alice")  # before the clock starts, as a user logs in once
-        frames = FrameLog(demo.DEMO_CT_SERIES_UID, pixel_bytes)
-        frames.attach(context.new_cdp_session(page))
-        page.add_init_script(FIRST_IMAGE_WATCH)
-        page.goto(door.host + VIEWER_PATH)
-        deadline = time.monotonic() + TIMEOUT_S
-        while len(frames.finished) < instances or first_image(page) is None:
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{door.name}: after {TIMEOUT_S:.0f} s, {len(frames.finished)} of {instances} frames"
-                    f" and first image {first_image(page)}"
-                )
-            page.wait_for_timeout(200)
-        watch = page.evaluate("window.__viewerLoad")
-        start = frames.document_sent
-        assert start is not None and frames.first_pacs_sent is not None, "no viewer document or /pacs request"
-        result = {
-            "first_image_s": watch["firstImage"] / 1000,
-            "rendered_event_s": (watch["firstRenderedEvent"] or 0) / 1000,
-            "first_pacs_request_s": frames.first_pacs_sent - start,
-            "first_frame_s": min(frames.finished.values()) - start,
-            "all_frames_s": max(frames.finished.values()) - start,
-            "frames": len(frames.finished),
-            "requests": frames.pacs_requests,
-            "frames_cancelled_whole": frames.cancelled_whole,
-            "failed_requests": frames.failed,
-        }
-        shown = ", ".join(f"{key} {value:.2f}" for key, value in result.items() if key.endswith("_s"))
-        print(f"    {door.name}: {shown}", file=sys.stderr, flush=True)
-        return result
-    finally:
-        context.close()
-
-
-def first_image(page: Page) -> float | None:
-    return page.evaluate("window.__viewerLoad && window.__viewerLoad.firstImage")  # type: ignore[no-any-return]
-
-
-def frame_pixel_bytes(bench: Bench) -> int:
-    """Rows x Columns x bytes per sample x samples per pixel, from the first instance's metadata."""
-    instance = bench.frames[0].rsplit("/frames/", 1)[0]
-    auth = (bench.orthanc.user, bench.orthanc.password)
-    tags = requests.get(f"{bench.orthanc.url}{instance}/metadata", auth=auth, timeout=60).json()[0]
-    rows, columns, bits, samples = (
-        int(tags[tag]["Value"][0]) for tag in ("00280010", "00280011", "00280100", "00280002")
-    )
-    return rows * columns * bits // 8 * samples
+SLOW_CLIENTS = "OHIF under slow clients"
+ATTACK_SECONDS = 30.0
 
 
 def write_recipe_config(bench: Bench) -> None:
@@ -221,27 +38,45 @@ def write_recipe_config(bench: Bench) -> None:
     (bench.recipe.work / "app-config.js").write_text(f"window.config = {json.dumps(config, indent=2)};\n")
 
 
+def visit(browser: Browser, bench: Bench, door: Door, pixel_bytes: int) -> Result:
+    from tests.viewer_load import load_once
+
+    # QIDO's count of the series' instances: every one of them must arrive.
+    return load_once(browser, door.host, door.portal, len(bench.frames), pixel_bytes, door.name)
+
+
 def measure(bench: Bench) -> None:
-    """The portal and the recipe taking turns, `--repeats` rounds; medians and ratios."""
-    if bench.args.only and bench.args.only not in NAME:
+    """The portal and the recipe taking turns, `--repeats` rounds; medians and ratios.
+    Then one visit through the portal under the slow-client attack."""
+    if bench.args.only and bench.args.only not in NAME and bench.args.only not in SLOW_CLIENTS:
         return
     from playwright.sync_api import sync_playwright
 
     from tests.browser import CHROMIUM, FLAGS
+    from tests.viewer_load import frame_pixel_bytes
 
     by_name = {door.name: door for door in bench.doors()}
-    doors = [by_name["portal"], by_name["recipe"]]
-    instances = len(bench.frames)  # QIDO's count of the series' instances
-    pixel_bytes = frame_pixel_bytes(bench)
+    auth = (bench.orthanc.user, bench.orthanc.password)
+    pixel_bytes = frame_pixel_bytes(bench.orthanc.url, auth, bench.frames[0].rsplit("/frames/", 1)[0])
     write_recipe_config(bench)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, args=[*FLAGS, "--disable-quic"], headless=True
         )
         try:
-            bench.measure(NAME, doors, lambda door: load_once(browser, door, instances, pixel_bytes))
+            bench.measure(
+                NAME,
+                [by_name["portal"], by_name["recipe"]],
+                lambda door: visit(browser, bench, door, pixel_bytes),
+            )
+            report_against_recipe(bench)
+            if not bench.args.only or bench.args.only in SLOW_CLIENTS:
+                under_attack(browser, bench, by_name["portal"], pixel_bytes)
         finally:
             browser.close()
+
+
+def report_against_recipe(bench: Bench) -> None:
     figures = bench.results.get(NAME, {})
     if "portal" in figures and "recipe" in figures:
         for key in ("first_image_s", "all_frames_s"):
@@ -252,3 +87,28 @@ def measure(bench: Bench) -> None:
             file=sys.stderr,
             flush=True,
         )
+
+
+def under_attack(browser: Browser, bench: Bench, portal: Door, pixel_bytes: int) -> None:
+    """64 half-sent requests held for 30 s; the viewer loads the demo CT meanwhile."""
+    from tests.slowclients import HalfSentRequests, HealthWatch
+
+    assert portal.portal is not None
+    started = time.monotonic()
+    with HalfSentRequests(portal.portal.port, 64) as attack, HealthWatch(portal.host) as health:
+        result = visit(browser, bench, portal, pixel_bytes)
+        time.sleep(max(0.0, ATTACK_SECONDS - (time.monotonic() - started)))
+    result = {key: round(value, 2) if isinstance(value, float) else value for key, value in result.items()}
+    result.update(
+        {
+            "attack_s": round(time.monotonic() - started, 1),
+            "healthz_slowest_ms": round(health.slowest * 1000, 1),
+            "healthz_answers": health.answers,
+            "healthz_failures": len(health.failures),
+            "connections_reopened": attack.reopened,
+        }
+    )
+    bench.results[SLOW_CLIENTS] = {"portal": result}
+    print(
+        f"  {SLOW_CLIENTS}: {result} (goal: healthz under 1000 ms, no failure)", file=sys.stderr, flush=True
+    )

@@ -44,6 +44,7 @@ from accounts.models import AccessToken, Share, looks_like_token
 from accounts.permissions import has_perm
 from accounts.shares import SCOPE as SHARE_SCOPE
 from accounts.shares import visit_of
+from pacsportal.turns import OneAtATime
 
 logger = logging.getLogger(__name__)
 SESSION = "session"
@@ -198,17 +199,39 @@ class RememberedPasswords:
 
 
 remembered_passwords = RememberedPasswords()
+# An API client opening 8 connections at once would otherwise run the hasher 8 times
+# per worker: 1.2-1.5 s for each of its first requests on 2 cores (docs/performance.md).
+_checking = OneAtATime(wait_seconds=5)
 
 
 def password_identity(request: HttpRequest, username: str, password: str) -> Identity:
     digest = remembered_passwords.digest(username, password)
+    identity = remembered_identity(request, digest, username)
+    if identity is not None:
+        return identity
+    if not settings.BASIC_AUTH_CACHE_SECONDS:
+        return checked_identity(request, digest, username, password)  # nothing to wait for
+    with _checking.turn(digest):
+        # Checked by the thread whose turn came first, if it was the right password.
+        identity = remembered_identity(request, digest, username)
+        if identity is not None:
+            return identity
+        return checked_identity(request, digest, username, password)
+
+
+def remembered_identity(request: HttpRequest, digest: bytes, username: str) -> Identity | None:
     entry = remembered_passwords.get(digest)
-    if entry is not None:
-        user = still_valid(request, entry, username)
-        if user is not None:
-            return Identity(user, BASIC)
-        remembered_passwords.forget(digest)
-    # The full check: django-axes (lockout, failure counting) and the hasher.
+    if entry is None:
+        return None
+    user = still_valid(request, entry, username)
+    if user is not None:
+        return Identity(user, BASIC)
+    remembered_passwords.forget(digest)
+    return None
+
+
+def checked_identity(request: HttpRequest, digest: bytes, username: str, password: str) -> Identity:
+    """The full check: django-axes (lockout, failure counting) and the hasher."""
     user = authenticate(request, username=username, password=password)
     if user is None:
         return ANONYMOUS

@@ -128,8 +128,8 @@ class Usage:
         orthanc_ms = (self.ticks(self.orthanc_pid) - self.orthanc_ticks) * self.TICK_MS
         unit, count = ("request", result["requests"]) if "requests" in result else ("mb", result["megabytes"])
         if self.pids:
-            result[f"portal_cpu_ms_per_{unit}"] = round(portal_ms / count, 2)
-        result[f"orthanc_cpu_ms_per_{unit}"] = round(orthanc_ms / count, 2)
+            result[f"portal_cpu_ms_per_{unit}"] = round(portal_ms / count, 3)
+        result[f"orthanc_cpu_ms_per_{unit}"] = round(orthanc_ms / count, 3)
 
 
 def wrk(
@@ -209,7 +209,10 @@ def upload(
 
 
 def median_of(runs: list[Result]) -> Result:
-    return {key: round(statistics.median(run[key] for run in runs), 2) for key in runs[0]}
+    # CPU per request to the microsecond: the audit's cost is a few hundredths of a ms.
+    return {
+        key: round(statistics.median(run[key] for run in runs), 3 if "_cpu_" in key else 2) for key in runs[0]
+    }
 
 
 @dataclass(frozen=True)
@@ -420,12 +423,13 @@ class Bench:
 
     def measure(self, name: str, doors: list[Door], measure: Callable[[Door], Result]) -> None:
         """Median of the repeats, the doors taking turns within each repeat so
-        that a machine getting slower or faster mid-run moves both sides of a ratio."""
+        that a machine getting slower or faster mid-run moves both sides of a ratio;
+        every other repeat in reverse, so that no door always follows the same one."""
         if self.args.only and self.args.only not in name:
             return
         runs: dict[str, list[Result]] = {door.name: [] for door in doors}
-        for _ in range(self.args.repeats):
-            for door in doors:
+        for repeat in range(self.args.repeats):
+            for door in doors if repeat % 2 == 0 else doors[::-1]:
                 usage = Usage(door.portal, self.orthanc_pid, front_pids(door))
                 result = measure(door)
                 usage.add_to(result)
@@ -680,8 +684,19 @@ def report(results: dict[str, dict[str, Result]]) -> str:
             lines.append(f"{name:<22} {door:<18} {shown:<100} {ratio}")
     frames = results.get("frames, 8 conn", {})
     if "portal" in frames and "portal, audit off" in frames:
-        cost = 1 - frames["portal"]["requests_per_s"] / frames["portal, audit off"]["requests_per_s"]
+        on, off = frames["portal"], frames["portal, audit off"]
+        cost = 1 - on["requests_per_s"] / off["requests_per_s"]
         lines.append(f"audit cost, frames at 8 connections: {100 * cost:.1f}% of requests/s")
+        # Less noisy than two throughputs: on a machine the load keeps busy, requests/s
+        # goes as 1 / CPU per request. wrk's own CPU is left out of the whole, so
+        # this overstates the cost.
+        if "portal_cpu_ms_per_request" in on and "portal_cpu_ms_per_request" in off:
+            extra = on["portal_cpu_ms_per_request"] - off["portal_cpu_ms_per_request"]
+            whole = on["portal_cpu_ms_per_request"] + on["orthanc_cpu_ms_per_request"]
+            lines.append(
+                f"audit cost, frames at 8 connections, by CPU: {extra:+.3f} ms per request,"
+                f" {100 * extra / whole:+.1f}% of the portal's and Orthanc's CPU per request"
+            )
     for name, doors in results.items():
         if "recipe" in doors and "portal" in doors and doors["recipe"].get("requests_per_s"):
             share = doors["portal"]["requests_per_s"] / doors["recipe"]["requests_per_s"]

@@ -21,6 +21,7 @@ import urllib3
 from django.conf import settings
 
 from orthanc import client
+from pacsportal.turns import OneAtATime
 
 LEVELS = ("patients", "studies", "series", "instances")
 LOOKUP_TYPES = {"studies": "Study", "series": "Series", "instances": "Instance"}
@@ -78,6 +79,13 @@ class TTLCache:
 
 _by_id = TTLCache(MAX_CACHED)
 _by_uid = TTLCache(MAX_CACHED)
+# (Orthanc URL, series id, SOP Instance UID) -> the instance, from the series' own listing.
+_in_series = TTLCache(MAX_CACHED)
+# When a cached answer expires under a viewer's burst of requests, the first asks
+# Orthanc and the others wait for its answer: eight threads listing a 320-instance
+# series together made decisions take 50-80 ms while Orthanc streamed frames
+# (docs/performance.md). None waits longer than one request to Orthanc may take.
+_looking_up = OneAtATime(wait_seconds=LOOKUP_TIMEOUT.connect_timeout + LOOKUP_TIMEOUT.read_timeout)
 
 
 def _get(path: str) -> Any:
@@ -166,6 +174,14 @@ def by_uid(level: str, uid: str) -> list[Resource]:
     cached = _by_uid.get(key)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
+    with _looking_up.turn(key):
+        cached = _by_uid.get(key)  # found by the thread whose turn came first
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        return _look_up(key, level, uid)
+
+
+def _look_up(key: Any, level: str, uid: str) -> list[Resource]:
     matches = _post("/tools/lookup", uid.encode(), f"lookup of {uid}")
     wanted = LOOKUP_TYPES[level]
     found = [
@@ -175,11 +191,11 @@ def by_uid(level: str, uid: str) -> list[Resource]:
         for made in [resource(level, str(match.get("ID", "")))]
         if made is not None
     ]
-    if found:
-        _by_uid.put(key, found)
     if level == "series":
         for series in found:
-            _prime_instances(series)
+            _prime_instances(series)  # before the series is found cached
+    if found:
+        _by_uid.put(key, found)
     return found
 
 
@@ -196,6 +212,14 @@ def parent_series_of_instances(sop_uids: list[str]) -> dict[str, set[str]]:
             sop_uid = _tags(instance).get("SOPInstanceUID", "")
             parents.setdefault(sop_uid, set()).add(str(instance.get("ParentSeries", "")))
     return parents
+
+
+def instance_in_series(series: Resource, sop_uid: str) -> Resource | None:
+    """The instance `sop_uid` of this series, if the series' listing is cached (else None:
+    ask `by_uid`). Without it each instance a viewer asks for costs a /tools/lookup, which
+    takes 30-80 ms while Orthanc streams frames (docs/performance.md)."""
+    found = _in_series.get((settings.ORTHANC_URL, series.orthanc_id, sop_uid))
+    return found  # type: ignore[no-any-return]
 
 
 def _prime_instances(series: Resource) -> None:
@@ -217,8 +241,10 @@ def _prime_instances(series: Resource) -> None:
             sop_uid=_tags(found).get("SOPInstanceUID", ""),
         )
         _by_id.put((settings.ORTHANC_URL, "instances", made.orthanc_id), made)
+        _in_series.put((settings.ORTHANC_URL, series.orthanc_id, made.sop_uid), made)
 
 
 def clear() -> None:
     _by_id.clear()
     _by_uid.clear()
+    _in_series.clear()

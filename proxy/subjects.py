@@ -74,6 +74,11 @@ def chain(uids: dict[str, str]) -> Resource | None:
         uid = uids.get(level)
         if uid is None:
             continue
+        if level == "instances" and parent is not None and parent.level == "series":
+            primed = lookups.instance_in_series(parent, uid)
+            if primed is not None:  # under `parent` by Orthanc's own listing of it
+                parent = primed
+                continue
         found = lookups.by_uid(level, uid)
         if parent is not None:
             found = [item for item in found if under(item, parent)]

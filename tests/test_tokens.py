@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import threading
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -13,6 +14,7 @@ import pytest
 from django.contrib.auth.models import AnonymousUser, Group, User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.http import HttpRequest
 from django.test import Client, RequestFactory
 from django.utils import timezone
@@ -166,6 +168,29 @@ def test_it_checks_a_basic_password_with_the_hasher_once_then_remembers_it(
         with django_assert_num_queries(2):  # the user, and django-axes' lockout check
             identify(api_request(basic("alice", PASSWORD)))
     assert not any(PASSWORD.encode() in key for key in remembered_passwords.entries)
+
+
+@pytest.mark.django_db(transaction=True)  # the threads' own connections see the user
+def test_a_burst_of_requests_with_a_new_basic_password_runs_the_hasher_once() -> None:
+    alice = make_user("alice", "clinician")
+    start = threading.Barrier(8)
+    users: list[Any] = []
+
+    def ask() -> None:
+        start.wait()
+        try:
+            users.append(identify(api_request(basic("alice", PASSWORD))).user)
+        finally:
+            connection.close()
+
+    with mock.patch.object(authentication, "authenticate", wraps=authentication.authenticate) as checked:
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert users == [alice] * 8
+    assert checked.call_count == 1
 
 
 @pytest.mark.parametrize("change", ["password changed", "deactivated", "renamed"])

@@ -44,7 +44,7 @@ from accounts.models import AccessToken, Share, looks_like_token
 from accounts.permissions import has_perm
 from accounts.shares import SCOPE as SHARE_SCOPE
 from accounts.shares import visit_of
-from pacsportal.turns import OneAtATime
+from orthanc.turns import OneAtATime
 
 logger = logging.getLogger(__name__)
 SESSION = "session"
@@ -199,8 +199,9 @@ class RememberedPasswords:
 
 
 remembered_passwords = RememberedPasswords()
-# An API client opening 8 connections at once would otherwise run the hasher 8 times
-# per worker: 1.2-1.5 s for each of its first requests on 2 cores (docs/performance.md).
+# An API client opening 8 connections at once would otherwise run the hasher up to 8
+# times per worker: 0.7-1.6 s for each of its first requests on 2 cores, against
+# 0.3 s with one run (docs/performance.md). Failed checks are each made, for django-axes.
 _checking = OneAtATime(wait_seconds=5)
 
 

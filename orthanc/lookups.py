@@ -3,7 +3,10 @@
 The audit names what Orthanc serves, never what the client claims, so every
 study, series and instance a request names is looked up here. Answers are
 cached for LOOKUP_TTL seconds in a bounded cache; misses are not cached (a
-study stored a second later must be found). A failed lookup raises
+study stored a second later must be found). An instance is found in its
+series' listing, cached with the series: one deleted, or its study filed again
+under another patient, within LOOKUP_TTL is still named as listed, as studies
+and series already were (Orthanc itself then answers 404 for the deleted). A failed lookup raises
 LookupFailed, and the caller refuses the read (503): nothing is served
 unattributed.
 """
@@ -21,7 +24,7 @@ import urllib3
 from django.conf import settings
 
 from orthanc import client
-from pacsportal.turns import OneAtATime
+from orthanc.turns import OneAnswer
 
 LEVELS = ("patients", "studies", "series", "instances")
 LOOKUP_TYPES = {"studies": "Study", "series": "Series", "instances": "Instance"}
@@ -81,11 +84,11 @@ _by_id = TTLCache(MAX_CACHED)
 _by_uid = TTLCache(MAX_CACHED)
 # (Orthanc URL, series id, SOP Instance UID) -> the instance, from the series' own listing.
 _in_series = TTLCache(MAX_CACHED)
-# When a cached answer expires under a viewer's burst of requests, the first asks
-# Orthanc and the others wait for its answer: eight threads listing a 320-instance
-# series together made decisions take 50-80 ms while Orthanc streamed frames
-# (docs/performance.md). None waits longer than one request to Orthanc may take.
-_looking_up = OneAtATime(wait_seconds=LOOKUP_TIMEOUT.connect_timeout + LOOKUP_TIMEOUT.read_timeout)
+# When a cached answer expires under a viewer's burst of requests, one thread asks
+# Orthanc and the others take its answer: eight threads listing a 320-instance
+# series together made decisions take 24-73 ms while Orthanc streamed frames
+# (docs/performance.md).
+_looking_up = OneAnswer()
 
 
 def _get(path: str) -> Any:
@@ -153,10 +156,12 @@ def _from_json(level: str, found: dict[str, Any]) -> Resource | None:
     )
 
 
-def _post(path: str, body: bytes, what: str) -> Any:
+def _post(path: str, body: bytes, what: str, timeout: urllib3.Timeout | None = None) -> Any:
     """Orthanc's JSON answer to a POST; LookupFailed if it cannot be had."""
     try:
-        response = client.request("POST", path, body=body, headers={"Accept": "application/json"})
+        response = client.request(
+            "POST", path, body=body, headers={"Accept": "application/json"}, timeout=timeout
+        )
     except urllib3.exceptions.HTTPError as error:
         raise LookupFailed(f"{what}: {error}") from None
     if response.status != 200:
@@ -174,15 +179,11 @@ def by_uid(level: str, uid: str) -> list[Resource]:
     cached = _by_uid.get(key)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
-    with _looking_up.turn(key):
-        cached = _by_uid.get(key)  # found by the thread whose turn came first
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
-        return _look_up(key, level, uid)
+    return _looking_up.get(key, lambda: _look_up(key, level, uid))
 
 
-def _look_up(key: Any, level: str, uid: str) -> list[Resource]:
-    matches = _post("/tools/lookup", uid.encode(), f"lookup of {uid}")
+def _look_up(key: tuple[str, str, str], level: str, uid: str) -> list[Resource]:
+    matches = _post("/tools/lookup", uid.encode(), f"lookup of {uid}", timeout=LOOKUP_TIMEOUT)
     wanted = LOOKUP_TYPES[level]
     found = [
         made
@@ -216,10 +217,9 @@ def parent_series_of_instances(sop_uids: list[str]) -> dict[str, set[str]]:
 
 def instance_in_series(series: Resource, sop_uid: str) -> Resource | None:
     """The instance `sop_uid` of this series, if the series' listing is cached (else None:
-    ask `by_uid`). Without it each instance a viewer asks for costs a /tools/lookup, which
-    takes 30-80 ms while Orthanc streams frames (docs/performance.md)."""
-    found = _in_series.get((settings.ORTHANC_URL, series.orthanc_id, sop_uid))
-    return found  # type: ignore[no-any-return]
+    ask `by_uid`). Without it each instance a viewer asks for costs a /tools/lookup while
+    Orthanc streams frames (docs/performance.md)."""
+    return _in_series.get((settings.ORTHANC_URL, series.orthanc_id, sop_uid))  # type: ignore[no-any-return]
 
 
 def _prime_instances(series: Resource) -> None:

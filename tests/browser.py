@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import pytest
 from PIL import Image, ImageStat
-from playwright.sync_api import Browser, CDPSession, Page, sync_playwright
+from playwright.sync_api import Browser, CDPSession, Page, Playwright, sync_playwright
 
 from tests.services import LivePortal, require_binary
 
@@ -32,12 +32,18 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def playwright_driver() -> Iterator[Playwright]:
+    """The session's one Playwright: its sync API cannot be started twice in one process."""
     require_binary(CHROMIUM, "apt-get install chromium")
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        yield launched
-        launched.close()
+        yield playwright
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_driver: Playwright) -> Iterator[Browser]:
+    launched = playwright_driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+    yield launched
+    launched.close()
 
 
 def log_in(page: Page, portal: LivePortal, username: str) -> None:

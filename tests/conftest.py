@@ -28,7 +28,7 @@ from django.core.management import call_command
 
 from orthanc import debian
 from orthanc.server import OrthancNotInstalled, OrthancServer, OrthancStartError, PostgresIndex
-from tests.browser import browser  # noqa: F401  (the one session-wide Chromium)
+from tests.browser import browser, playwright_driver  # noqa: F401  (the one session-wide Playwright and Chromium)
 from tests.front import start_front
 from tests.recorder import Recorder
 from tests.services import LivePortal, PostgresCluster, free_port

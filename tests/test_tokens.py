@@ -11,6 +11,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from axes.models import AccessAttempt
 from django.contrib.auth.models import AnonymousUser, Group, User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
@@ -171,15 +172,15 @@ def test_it_checks_a_basic_password_with_the_hasher_once_then_remembers_it(
 
 
 @pytest.mark.django_db(transaction=True)  # the threads' own connections see the user
-def test_a_burst_of_requests_with_a_new_basic_password_runs_the_hasher_once() -> None:
-    alice = make_user("alice", "clinician")
+def identify_in_a_burst(authorization: str) -> tuple[list[Any], int]:
+    """identify() in 8 threads at once: the users found, and how many full checks ran."""
     start = threading.Barrier(8)
     users: list[Any] = []
 
     def ask() -> None:
         start.wait()
         try:
-            users.append(identify(api_request(basic("alice", PASSWORD))).user)
+            users.append(identify(api_request(authorization)).user)
         finally:
             connection.close()
 
@@ -189,8 +190,23 @@ def test_a_burst_of_requests_with_a_new_basic_password_runs_the_hasher_once() ->
             thread.start()
         for thread in threads:
             thread.join(60)
-    assert users == [alice] * 8
-    assert checked.call_count == 1
+    return users, checked.call_count
+
+
+@pytest.mark.django_db(transaction=True)  # the threads' own connections see the user
+def test_it_runs_the_hasher_once_for_a_burst_with_a_new_basic_password() -> None:
+    alice = make_user("alice", "clinician")
+    assert identify_in_a_burst(basic("alice", PASSWORD)) == ([alice] * 8, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_checks_and_counts_every_wrong_password_of_a_burst(settings: Any) -> None:
+    settings.AXES_FAILURE_LIMIT = 100
+    make_user("alice", "clinician")
+    users, checks = identify_in_a_burst(basic("alice", "wrong"))
+    assert [user.is_authenticated for user in users] == [False] * 8
+    assert checks == 8
+    assert AccessAttempt.objects.get(username="alice").failures_since_start == 8
 
 
 @pytest.mark.parametrize("change", ["password changed", "deactivated", "renamed"])

@@ -33,7 +33,7 @@ from axes.handlers.proxy import AxesProxyHandler
 from axes.helpers import get_credentials
 from axes.models import AccessAttempt
 from django.conf import settings
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import DatabaseError, connections, router
 from django.http import HttpRequest
@@ -206,6 +206,9 @@ _checking = OneAtATime(wait_seconds=5)
 
 
 def password_identity(request: HttpRequest, username: str, password: str) -> Identity:
+    user_model = get_user_model()
+    if len(username) > user_model._meta.get_field(user_model.USERNAME_FIELD).max_length:
+        return ANONYMOUS  # no such user; django-axes' column could not even record the attempt
     digest = remembered_passwords.digest(username, password)
     identity = remembered_identity(request, digest, username)
     if identity is not None:

@@ -1,4 +1,4 @@
-"""The form that creates an access token."""
+"""The log-in form, and the form that creates an access token."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.validators import MaxValueValidator, RegexValidator
 
@@ -14,6 +15,22 @@ from accounts.models import SHARE_NOTE_LENGTH, TOKEN_NAME_LENGTH, AccessToken, S
 
 # Names appear in audit rows and logs as "token:<name>": letters, digits and a few separators.
 NAME = re.compile(r"[\w .@+-]+")
+
+
+class LoginForm(AuthenticationForm):
+    """Django's log-in form, with its username length enforced. Django sets the field's
+    max_length after the field is made, so no validator checks it, and the check of the
+    password then hands django-axes a username longer than its column: PostgreSQL
+    refuses the failed attempt's row (a 503 for bad input) where SQLite stores it."""
+
+    def clean_username(self) -> str:
+        username: str = self.cleaned_data["username"]
+        if len(username) > self.username_field.max_length:
+            raise forms.ValidationError(
+                "A username has at most %(limit)d characters.",
+                params={"limit": self.username_field.max_length},
+            )
+        return username
 
 
 class TokenForm(forms.Form):

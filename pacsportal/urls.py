@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from accounts.forms import LoginForm
 from accounts.middleware import share_visitors_allowed
 from pacsportal import views
 from proxy import views as proxy_views
@@ -11,7 +12,7 @@ from proxy import views as proxy_views
 urlpatterns = [
     path("portal/", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"),
     # A shared link's visitor may end the visit too.
     path(
         "accounts/logout/",

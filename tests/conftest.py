@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connections
 
 from orthanc import debian
 from orthanc.server import OrthancNotInstalled, OrthancServer, OrthancStartError, PostgresIndex
@@ -112,7 +113,8 @@ def django_db_modify_db_settings(
 ) -> None:
     if postgres is None:
         return
-    # Updated in place: django.db.connections holds this same dict.
+    # Updated in place: django.db.connections holds this same dict. The wrapper made
+    # from it before (SQLite's, at collection) is dropped: the next one is PostgreSQL's.
     settings.DATABASES["default"].update(
         ENGINE="django.db.backends.postgresql",
         NAME="portal",
@@ -121,7 +123,10 @@ def django_db_modify_db_settings(
         HOST="127.0.0.1",
         PORT=str(postgres.port),
         CONN_MAX_AGE=0,
+        OPTIONS={},  # SQLite's (init_command), which psycopg refuses
     )
+    connections["default"].close()
+    del connections["default"]
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from orthanc import client, demo, lookups
 from orthanc.server import OrthancServer
 from proxy.subjects import Refused, chain
 from tests.dicom import unique_ct_instance
+from tests.test_front import sops
 
 STUDY = demo.DEMO_CT_STUDY_UID
 SERIES = demo.DEMO_CT_SERIES_UID
@@ -39,15 +40,6 @@ def asked(monkeypatch: pytest.MonkeyPatch, orthanc: OrthancServer) -> Iterator[A
     monkeypatch.setattr(client, "request", recording)
     yield paths
     lookups.clear()
-
-
-def sops(orthanc: OrthancServer) -> list[str]:
-    instances = requests.get(
-        f"{orthanc.url}/dicom-web/studies/{STUDY}/series/{SERIES}/instances",
-        auth=(orthanc.user, orthanc.password),
-        timeout=30,
-    ).json()
-    return [item["00080018"]["Value"][0] for item in instances]
 
 
 def test_it_finds_the_instances_of_a_listed_series_without_asking_again(

@@ -9,7 +9,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts import shares, tokens
+from accounts.forms import AdminLoginForm
 from accounts.models import AccessToken, Share
+
+# Django admin's log-in page checks passwords too: the same username limit as the portal's.
+admin.site.login_form = AdminLoginForm
 
 
 @admin.register(AccessToken)

@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.validators import MaxValueValidator, RegexValidator
@@ -17,8 +18,8 @@ from accounts.models import SHARE_NOTE_LENGTH, TOKEN_NAME_LENGTH, AccessToken, S
 NAME = re.compile(r"[\w .@+-]+")
 
 
-class LoginForm(AuthenticationForm):
-    """Django's log-in form, with its username length enforced. Django sets the field's
+class UsernameLength(AuthenticationForm):
+    """A log-in form with its username length enforced. Django sets the field's
     max_length after the field is made, so no validator checks it, and the check of the
     password then hands django-axes a username longer than its column: PostgreSQL
     refuses the failed attempt's row (a 503 for bad input) where SQLite stores it."""
@@ -31,6 +32,14 @@ class LoginForm(AuthenticationForm):
                 params={"limit": self.username_field.max_length},
             )
         return username
+
+
+class LoginForm(UsernameLength):
+    """The portal's log-in page."""
+
+
+class AdminLoginForm(UsernameLength, AdminAuthenticationForm):
+    """Django admin's own log-in page (staff only, as Django's)."""
 
 
 class TokenForm(forms.Form):

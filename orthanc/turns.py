@@ -58,9 +58,8 @@ class OneAtATime:
     def __init__(self, wait_seconds: float) -> None:
         self.wait_seconds = wait_seconds
         self.lock = threading.Lock()
-        self.turns: dict[
-            Hashable, tuple[threading.Lock, int]
-        ] = {}  # key -> its lock, threads holding or waiting
+        # key -> its lock, and how many threads hold or wait for it
+        self.turns: dict[Hashable, tuple[threading.Lock, int]] = {}
 
     @contextlib.contextmanager
     def turn(self, key: Hashable) -> Iterator[None]:

@@ -106,11 +106,12 @@ def test_it_locks_out_after_repeated_failures(client: Client, settings: object) 
     assert "_auth_user_id" not in client.session
 
 
-def test_it_answers_bad_login_input_with_the_form_not_a_500(client: Client) -> None:
-    long_name = client.post("/accounts/login/", {"username": "x" * 5000, "password": "x"})
+@pytest.mark.parametrize("page", ["/accounts/login/", "/admin/login/"])
+def test_it_answers_bad_login_input_with_the_form_not_a_500(client: Client, page: str) -> None:
+    long_name = client.post(page, {"username": "x" * 5000, "password": "x"})
     assert long_name.status_code == 200
     not_utf8 = client.post(
-        "/accounts/login/",
+        page,
         b"username=%ff%fe&password=%c3%28",
         content_type="application/x-www-form-urlencoded",
     )

@@ -57,6 +57,33 @@ def test_it_answers_a_wrong_password_with_the_form(live_portal: LivePortal) -> N
     assert "did not match" in response.text
 
 
+@pytest.mark.parametrize(
+    ("page", "says"),
+    [("/accounts/login/", "did not match"), ("/admin/login/", "at most 150 characters")],
+)
+def test_it_answers_an_overlong_username_with_the_form(live_portal: LivePortal, page: str, says: str) -> None:
+    # django-axes' column holds 255 characters: on PostgreSQL this was a 503.
+    session = requests.Session()
+    url = f"{live_portal.url}{page}"
+    session.get(url, timeout=10)
+    response = session.post(
+        url,
+        data={"username": "x" * 5000, "password": "x", "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": url},
+        timeout=10,
+        allow_redirects=False,
+    )
+    assert response.status_code == 200
+    assert says in response.text
+
+
+def test_it_answers_an_overlong_basic_username_with_401(live_portal: LivePortal) -> None:
+    response = requests.get(
+        f"{live_portal.url}/pacs/dicom-web/studies", auth=("x" * 5000, "a password"), timeout=10
+    )
+    assert response.status_code == 401
+
+
 def test_it_changes_a_password_over_http(live_portal: LivePortal) -> None:
     live_portal.add_user("gina", "clinician")
     session = live_portal.login("gina")

@@ -78,9 +78,10 @@ class FrameLog:
     requested and when each frame of the series had arrived whole (protocol clock).
 
     A frame counts once its body has arrived: the response finished, or the page
-    cancelled it after at least the frame's pixel bytes had been received (seen
-    through the portal only: about a quarter of its frame responses end so,
-    ERR_ABORTED after the whole body, and none is asked for again)."""
+    cancelled it after at least the frame's pixel bytes had been received. Chromium
+    ends 10-25% of frame responses so, ERR_ABORTED after the whole body, when they
+    carry `Cache-Control: no-store` (the portal's; the recipe's plain nginx shows
+    the same once it sends it); none is asked for again, no connection is lost."""
 
     def __init__(self, series_uid: str, pixel_bytes: int) -> None:
         self.marker = f"/series/{series_uid}/instances/"

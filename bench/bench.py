@@ -216,6 +216,29 @@ def median_of(runs: list[Result]) -> Result:
     }
 
 
+# Paired ratios: each repeat's figure over the reference door's in the same repeat, then
+# the median over repeats. The doors of one repeat run within a minute of each other, so
+# a machine that drifts over the run (Orthanc's CPU per frame moved 1.5 -> 2.3 ms in one
+# bench) moves both sides of each ratio; the ratio of the two medians is shown beside it.
+PAIRS = {
+    ("recipe", "direct"): "direct",
+    ("portal", "direct"): "direct",
+    ("portal", "recipe"): "recipe",
+    ("portal", "portal, audit off"): "audit_off",
+    ("portal, audit off", "direct"): "direct",
+}
+
+
+def paired_ratios(runs: list[Result], reference: list[Result], label: str) -> Result:
+    return {
+        f"paired_{key}_vs_{label}": round(
+            statistics.median(run[key] / ref[key] for run, ref in zip(runs, reference, strict=True)), 3
+        )
+        for key in RATIO_KEYS
+        if key in runs[0] and all(ref.get(key) for ref in reference)
+    }
+
+
 @dataclass(frozen=True)
 class Door:
     """One way in to the archive: Orthanc itself, or a portal's /pacs mount."""
@@ -439,6 +462,11 @@ class Bench:
                 self.cleanup = lambda: None
         for door in doors:
             self.results.setdefault(name, {})[door.name] = median_of(runs[door.name])
+        for (door_name, reference), label in PAIRS.items():
+            if door_name in runs and reference in runs:
+                paired = paired_ratios(runs[door_name], runs[reference], label)
+                self.results[name][door_name].update(paired)
+        for door in doors:
             log(f"  {name:<22} {door.name:<18} {self.results[name][door.name]}")
 
     def run(self) -> None:
@@ -674,11 +702,15 @@ def report(results: dict[str, dict[str, Result]]) -> str:
     for name, doors in results.items():
         direct = doors.get("direct")
         for door, figures in doors.items():
-            shown = ", ".join(f"{key}={value}" for key, value in figures.items() if key not in COUNTS)
+            shown = ", ".join(
+                f"{key}={value}"
+                for key, value in figures.items()
+                if key not in COUNTS and not key.startswith("paired_")
+            )
             ratio = ""
             if direct and door != "direct":
                 ratio = ", ".join(
-                    f"{key} {figures[key] / direct[key]:.2f}"
+                    f"{key} {figures[key] / direct[key]:.2f}" + paired_shown(figures, key, "direct")
                     for key in RATIO_KEYS
                     if key in figures and direct[key]
                 )
@@ -688,6 +720,11 @@ def report(results: dict[str, dict[str, Result]]) -> str:
         on, off = frames["portal"], frames["portal, audit off"]
         cost = 1 - on["requests_per_s"] / off["requests_per_s"]
         lines.append(f"audit cost, frames at 8 connections: {100 * cost:.1f}% of requests/s")
+        if "paired_requests_per_s_vs_audit_off" in on:
+            paired = 1 - on["paired_requests_per_s_vs_audit_off"]
+            lines.append(
+                f"audit cost, frames at 8 connections, paired by repeat: {100 * paired:.1f}% of requests/s"
+            )
         # Less noisy than two throughputs: on a machine the load keeps busy, requests/s
         # goes as 1 / CPU per request. wrk's own CPU is left out of the whole, so
         # this overstates the cost.
@@ -702,8 +739,14 @@ def report(results: dict[str, dict[str, Result]]) -> str:
     for name, doors in results.items():
         if "recipe" in doors and "portal" in doors and doors["recipe"].get("requests_per_s"):
             share = doors["portal"]["requests_per_s"] / doors["recipe"]["requests_per_s"]
-            lines.append(f"{name}: portal/recipe {share:.2f} of requests/s")
+            paired = paired_shown(doors["portal"], "requests_per_s", "recipe")
+            lines.append(f"{name}: portal/recipe {share:.2f} of requests/s{paired}")
     return "\n".join(lines)
+
+
+def paired_shown(figures: Result, key: str, label: str) -> str:
+    paired = figures.get(f"paired_{key}_vs_{label}")
+    return "" if paired is None else f" (paired {paired:.2f})"
 
 
 def main() -> None:

@@ -90,6 +90,54 @@ def test_it_streams_frames_from_orthanc_after_one_decision_per_study(
     assert str(rows[0]["path"]).startswith(f"/pacs/dicom-web/studies/{STUDY}/series/")
 
 
+def frame_payload(response: requests.Response) -> bytes:
+    """A single-part frame answer's bytes, without the part's boundary and headers."""
+    boundary = response.headers["Content-Type"].rsplit("boundary=", 1)[1].strip('"').encode()
+    return response.content.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n--" + boundary, 1)[0]
+
+
+def test_nginx_compresses_what_orthanc_would_and_never_asks_orthanc_to(
+    fronted: LivePortal, orthanc: OrthancServer
+) -> None:
+    # Orthanc's gzip took 23 ms of its CPU per 512 KB frame; nginx's at level 1, 5 ms.
+    session = fronted.login("alice")
+    sop = sops(orthanc)[0]
+    series = f"/dicom-web/studies/{STUDY}/series/{SERIES}"
+    direct = requests.get(
+        f"{orthanc.url}{series}/instances/{sop}/frames/1",
+        auth=(orthanc.user, orthanc.password),
+        headers={"Accept": FRAME_ACCEPT, "Accept-Encoding": "identity"},
+        timeout=30,
+    )
+    assert direct.status_code == 200
+
+    def read(path: str, accept: str, encoding: str) -> requests.Response:
+        headers = {**BROWSER, "Accept": accept, "Accept-Encoding": encoding}
+        response = session.get(f"{fronted.url}/pacs{path}", headers=headers, timeout=30, stream=True)
+        assert response.status_code == 200, (path, response.status_code)
+        return response
+
+    compressed = read(f"{series}/instances/{sop}/frames/1", FRAME_ACCEPT, "gzip, deflate, br")
+    # Compressed by nginx as it streams: Orthanc's own gzip answer carries its length.
+    assert compressed.headers["Content-Encoding"] == "gzip"
+    assert "Content-Length" not in compressed.headers
+    assert frame_payload(compressed) == frame_payload(direct)
+    plain = read(f"{series}/instances/{sop}/frames/1", FRAME_ACCEPT, "identity")
+    assert "Content-Encoding" not in plain.headers
+    assert frame_payload(plain) == frame_payload(direct)
+    qido = read(f"/dicom-web/studies/{STUDY}/series", "application/dicom+json", "gzip")
+    assert qido.headers["Content-Encoding"] == "gzip" and "Content-Length" not in qido.headers
+    assert [item["0020000E"]["Value"] for item in qido.json()] == [[SERIES]]
+    # Streamed uncompressed by Orthanc whatever the client accepts, and so through nginx;
+    # an image already JPEG is not compressed again.
+    for path, accept in (
+        (series, 'multipart/related; type="application/dicom"'),
+        (f"{series}/instances/{sop}/rendered", "image/jpeg"),
+    ):
+        with read(path, accept, "gzip") as response:
+            assert "Content-Encoding" not in response.headers, path
+
+
 def test_it_answers_refusals_as_django_wrote_them_and_records_each_once(fronted: LivePortal) -> None:
     start = fronted.last_audit_id()
     anonymous = requests.get(f"{fronted.url}/pacs/dicom-web/studies", timeout=30)

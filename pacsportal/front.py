@@ -111,6 +111,7 @@ class Front:
     max_body: str = "4g"
     read_timeout: int = 120
     workers: int = 2
+    site_proxies: tuple[str, ...] = ()  # addresses or networks (SITE_PROXIES)
     version: tuple[int, ...] | None = None  # the installed nginx's, read when first needed
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -153,6 +154,7 @@ class Front:
             "ORTHANC_UPSTREAM": self.orthanc_upstream,
             "NGINX_LISTEN": listen,
             "NGINX_TLS": tls,
+            "NGINX_REAL_IP": real_ip(self.site_proxies),
             "NGINX_MAX_BODY": self.max_body,
             # nginx keeps cache entries by whole seconds, one more than asked at worst.
             "NGINX_DECISION_SECONDS": str(max(self.decision_seconds - 1, 0)),
@@ -282,6 +284,18 @@ class ContainerFront(Front):
         return self.config_path
 
 
+def real_ip(site_proxies: tuple[str, ...]) -> str:
+    """The directives by which nginx believes the site's proxies' X-Forwarded-For, if any.
+
+    Recursive: the client is the right-most address that is not one of them, so
+    a client's own X-Forwarded-For, which the site proxy appends to, names nobody.
+    """
+    if not site_proxies:
+        return "# No site proxy in front (SITE_PROXIES): the peer is the client."
+    trusted = " ".join(f"set_real_ip_from {network};" for network in site_proxies)
+    return f"{trusted} real_ip_header X-Forwarded-For; real_ip_recursive on;"
+
+
 def on_memory_filesystem(path: Path) -> bool:
     """Whether `path` lies on a tmpfs (or ramfs): the longest mount point holding it decides."""
     target = os.path.realpath(path)
@@ -340,6 +354,7 @@ def from_settings(port: int, socket_path: Path) -> Front:
         decision_seconds=settings.NGINX_DECISION_SECONDS,
         max_body=settings.NGINX_MAX_BODY,
         read_timeout=settings.ORTHANC_READ_TIMEOUT,
+        site_proxies=tuple(str(network) for network in settings.SITE_PROXIES),
     )
 
 
@@ -366,6 +381,7 @@ def container_from_settings(directory: Path) -> ContainerFront:
         decision_seconds=settings.NGINX_DECISION_SECONDS,
         max_body=settings.NGINX_MAX_BODY,
         read_timeout=settings.ORTHANC_READ_TIMEOUT,
+        site_proxies=tuple(str(network) for network in settings.SITE_PROXIES),
         health_host=allowed_host(settings.ALLOWED_HOSTS),
         # The web container has no nginx to ask: the front is compose.yaml's image.
         version=COMPOSE_FRONT_VERSION,

@@ -243,6 +243,13 @@ try:
     TRUSTED_PROXIES = [ipaddress.ip_network(item, strict=False) for item in env_list("TRUSTED_PROXIES")]
 except ValueError as error:
     raise ImproperlyConfigured(f"TRUSTED_PROXIES: {error}") from None
+# The site's own proxies in front of the portal's nginx (a load balancer): nginx
+# takes the client's address from their X-Forwarded-For, for audit, lockout and
+# its access log. Empty: the address nginx sees is the client.
+try:
+    SITE_PROXIES = [ipaddress.ip_network(item, strict=False) for item in env_list("SITE_PROXIES")]
+except ValueError as error:
+    raise ImproperlyConfigured(f"SITE_PROXIES: {error}") from None
 
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 12 * 3600, minimum=60)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True

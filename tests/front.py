@@ -24,6 +24,7 @@ def start_front(portal: LivePortal, orthanc: OrthancServer, workers: int = 1) ->
         tls_cert=portal.env.get("TLS_CERT_FILE", ""),
         tls_key=portal.env.get("TLS_KEY_FILE", ""),
         workers=workers,
+        site_proxies=tuple(filter(None, portal.env.get("SITE_PROXIES", "").split(","))),
     )
     portal.env["NGINX_DECISION_CACHE_DIR"] = str(front.decision_cache)  # as manage.py serve sets it
     try:

@@ -51,6 +51,12 @@ def test_it_refuses_a_malformed_flag(tmp_path: Path) -> None:
     assert "DEBUG='maybe' is not a boolean" in result.stderr
 
 
+def test_it_refuses_a_site_proxy_that_is_no_address(tmp_path: Path) -> None:
+    result = run_check({**COMPLETE, "SITE_PROXIES": "10.0.0.0/8, lb.example.org"}, tmp_path)
+    assert result.returncode != 0
+    assert "SITE_PROXIES: 'lb.example.org' does not appear to be an IPv4 or IPv6 network" in result.stderr
+
+
 def test_it_reads_generated_secrets_from_the_var_dir(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pacsportal.localenv"],

@@ -13,6 +13,7 @@ exist (`python -m orthanc.debian build other`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import json
 import os
@@ -42,6 +43,11 @@ REQUIRED_FILES = (
     "usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so",
 )
 STAMP = ".pacsportal-rootfs.json"
+# What the chroot reads to resolve names, kept as the host's. Without etc/hosts the
+# host's own name went to DNS: Orthanc 1.12's DICOMweb plugin (DCMTK) looks it up
+# while it answers a study or series QIDO, and every 50th or so waited out the
+# resolver's 5 s timeout (docs/performance.md, the Orthanc 1.12 bench).
+HOST_FILES = ("etc/hosts", "etc/resolv.conf")
 
 
 class UnsupportedHost(RuntimeError):
@@ -239,6 +245,31 @@ def ensure_rootfs(
     return target
 
 
+def share_host_files(root: Path, host: Path = Path("/")) -> list[str]:
+    """Copy the host's HOST_FILES into the root filesystem where they differ; the names copied.
+
+    Each is replaced whole, so an Orthanc starting meanwhile under the same root
+    never reads half of one.
+    """
+    copied = []
+    for name in HOST_FILES:
+        try:
+            wanted = (host / name).read_bytes()
+        except FileNotFoundError:
+            continue
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            if target.read_bytes() == wanted:
+                continue
+        partial = target.with_name(f".{target.name}.{os.getpid()}")
+        partial.write_bytes(wanted)
+        partial.chmod(0o644)
+        os.replace(partial, target)
+        copied.append(name)
+    return copied
+
+
 def remove_tree(path: Path) -> None:
     """Remove a root filesystem, unmounting what an interrupted debootstrap left mounted in it."""
     if not path.exists():
@@ -265,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             source = resolve(args.source, host, cache_root())
             if args.action == "build" and source.rootfs is not None:
-                ensure_rootfs(source.release, cache_root())
+                share_host_files(ensure_rootfs(source.release, cache_root()))
             print(source.describe())
     except (UnsupportedHost, RootfsMissing, ValueError, subprocess.CalledProcessError) as error:
         print(f"orthanc.debian: {error}", file=sys.stderr)

@@ -17,12 +17,15 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import urllib3
+
+from orthanc import debian
 
 BINARY = Path("/usr/sbin/Orthanc")
 PLUGIN_DIR = Path("/usr/share/orthanc/plugins")
@@ -236,6 +239,8 @@ class OrthancServer:
     def start(self, timeout: float = 60) -> None:
         args = self.command()
         self.stop_stale()
+        if self.rootfs is not None:
+            self.share_host_files()
         self.write_config()
         # A new session keeps Ctrl-C in the terminal from killing Orthanc before
         # the portal has stopped using it; whoever started it stops it.
@@ -245,6 +250,19 @@ class OrthancServer:
             )
         self.pid_path.write_text(str(self.process.pid))
         self.wait_ready(timeout)
+
+    def share_host_files(self) -> None:
+        """The chroot resolves names as the host does (a cached root filesystem may predate it)."""
+        assert self.rootfs is not None
+        try:
+            debian.share_host_files(self.rootfs)
+        except OSError as error:  # a root filesystem root built, an ordinary user running it
+            print(
+                f"warning: could not copy the host's {' and '.join(debian.HOST_FILES)} into "
+                f"{self.rootfs} ({error}): Orthanc may wait on DNS there; "
+                "run `python -m orthanc.debian build other` as root",
+                file=sys.stderr,
+            )
 
     def wait_ready(self, timeout: float) -> None:
         http = urllib3.PoolManager(headers=urllib3.make_headers(basic_auth=f"{self.user}:{self.password}"))

@@ -161,3 +161,20 @@ def test_it_rebuilds_what_a_killed_build_left_behind(tmp_path: Path) -> None:
     built = debian.ensure_rootfs("trixie", tmp_path, bootstrap=fake_debootstrap, log=lambda line: None)
     assert debian.is_complete(built)
     assert not (tmp_path / ".trixie.build-killed").exists()
+
+
+def test_it_gives_a_root_filesystem_the_hosts_name_files_only_where_they_differ(tmp_path: Path) -> None:
+    host, root = tmp_path / "host", tmp_path / "root"
+    (host / "etc").mkdir(parents=True)
+    (host / "etc" / "hosts").write_text("127.0.0.1 localhost\n127.0.0.1 vm\n")
+    (host / "etc" / "resolv.conf").write_text("nameserver 192.0.2.53\n")
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "resolv.conf").write_text("nameserver 192.0.2.53\n")
+    assert debian.share_host_files(root, host) == ["etc/hosts"]
+    assert (root / "etc" / "hosts").read_text() == "127.0.0.1 localhost\n127.0.0.1 vm\n"
+    assert (root / "etc" / "hosts").stat().st_mode & 0o777 == 0o644
+    assert debian.share_host_files(root, host) == []
+    (host / "etc" / "hosts").write_text("127.0.0.1 localhost\n127.0.1.1 renamed\n")
+    assert debian.share_host_files(root, host) == ["etc/hosts"]
+    assert "renamed" in (root / "etc" / "hosts").read_text()
+    assert sorted(path.name for path in (root / "etc").iterdir()) == ["hosts", "resolv.conf"]

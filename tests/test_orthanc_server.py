@@ -181,3 +181,29 @@ def test_it_says_how_to_rebuild_an_incomplete_root_filesystem(tmp_path: Path) ->
     server = OrthancServer(root / "tmp" / "o", 8042, "u", "p", rootfs=root)
     with pytest.raises(OrthancNotInstalled, match=r"python -m orthanc\.debian build trixie"):
         server.command()
+
+
+def test_orthanc_under_chroot_resolves_the_hosts_own_name_as_the_host_does() -> None:
+    """A root filesystem without the host's etc/hosts sent the host's name to DNS, where
+    Orthanc 1.12's QIDO waited out 5 s timeouts; starting its Orthanc brings the file in."""
+    source = debian.resolve("other", debian.this_host(), debian.cache_root())
+    try:
+        debian.require(source)
+    except debian.RootfsMissing as error:
+        pytest.fail(str(error), pytrace=False)
+    assert source.rootfs is not None
+    (source.rootfs / "etc" / "hosts").write_text("# as a root filesystem built before it was copied\n")
+    server = new_orthanc(source)
+    try:
+        server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(server.work_dir, ignore_errors=True)
+    chroot = ["chroot", str(source.rootfs)]
+    if os.geteuid() != 0:
+        chroot = ["unshare", "--map-root-user", *chroot]
+    name = os.uname().nodename
+    outside = subprocess.run(["getent", "hosts", name], capture_output=True, text=True, timeout=30)
+    inside = subprocess.run([*chroot, "getent", "hosts", name], capture_output=True, text=True, timeout=30)
+    assert inside.returncode == outside.returncode == 0, (inside, outside)
+    assert inside.stdout.split()[0] == outside.stdout.split()[0]

@@ -102,7 +102,7 @@ lint: $(VENV)/.test-installed
 bench: system-test $(VENV)/.test-installed
 	$(call apt_install,wrk)
 	$(PY) -m viewer.bundle
-	$(PY) bench/bench.py
+	$(PY) bench/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import viewer_load  # noqa: E402
-from orthanc import demo  # noqa: E402
+from orthanc import debian, demo  # noqa: E402
 from orthanc.server import OrthancServer  # noqa: E402
 from pacsportal.front import nginx_binary  # noqa: E402
 from tests.dicom import stow_body, write_large_stow_body  # noqa: E402
@@ -336,12 +336,14 @@ class Bench:
         self.work = Path(tempfile.mkdtemp(prefix="pacsportal-bench-"))
         self.results: dict[str, dict[str, Result]] = {}
         self.cleanup: Callable[[], None] = lambda: None
+        self.cleanup_orthanc: Callable[[], None] = lambda: None
 
     def start(self) -> None:
+        self.orthanc = self.new_orthanc()
         log(f"starting Orthanc and loading a {self.args.slices}-slice CT...")
-        self.orthanc = OrthancServer(self.work / "orthanc", free_port(), "bench", secrets.token_urlsafe(16))
         self.orthanc.start()
-        assert self.orthanc.process is not None
+        assert self.orthanc.process is not None and self.orthanc.versions is not None
+        log(f"Orthanc: {self.orthanc.versions}")
         self.orthanc_pid = self.orthanc.process.pid
         stow_direct(self.orthanc, demo.synthetic_ct(self.args.slices))
         self.postgres: PostgresCluster | None = None
@@ -373,6 +375,16 @@ class Bench:
         log(
             f"{len(self.frames)} frames of 512 KB; portal on {self.portal.url}, Orthanc on {self.orthanc.url}"
         )
+
+    def new_orthanc(self) -> OrthancServer:
+        """The Orthanc of the generation asked for (--orthanc), not started."""
+        source = debian.resolve(self.args.orthanc, debian.this_host(), debian.cache_root())
+        debian.require(source)
+        work = self.work / "orthanc"
+        if source.rootfs is not None:  # under chroot its files must be inside the root filesystem
+            work = Path(tempfile.mkdtemp(prefix="pacsportal-bench-", dir=source.rootfs / "tmp"))
+            self.cleanup_orthanc = partial(shutil.rmtree, work, ignore_errors=True)
+        return OrthancServer(work, free_port(), "bench", secrets.token_urlsafe(16), rootfs=source.rootfs)
 
     def start_portal(
         self,
@@ -578,6 +590,7 @@ class Bench:
             self.recipe.stop()
         if getattr(self, "orthanc", None) is not None:
             self.orthanc.stop()
+            self.cleanup_orthanc()
         if getattr(self, "postgres", None) is not None:
             self.postgres.stop()
         shutil.rmtree(self.work, ignore_errors=True)
@@ -760,6 +773,12 @@ def main() -> None:
     parser.add_argument(
         "--postgres", action="store_true", help="the portal's database in PostgreSQL (fsync on), not SQLite"
     )
+    parser.add_argument(
+        "--orthanc",
+        default="native",
+        help="the Orthanc generation: native (this machine's Debian packages), other (the other"
+        " release's, from var/rootfs/, which make test builds), bookworm (1.10) or trixie (1.12)",
+    )
     parser.add_argument("--only", default="", help="run only the measures whose name contains this")
     args = parser.parse_args()
     bench = Bench(args)
@@ -773,6 +792,7 @@ def main() -> None:
             bench.viewer()
     finally:
         bench.stop()
+    print(f"Orthanc: {bench.orthanc.versions}")
     print(report(bench.results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
@@ -780,6 +800,7 @@ def main() -> None:
             {
                 "machine": os.uname().nodename,
                 "cores": os.cpu_count(),
+                "orthanc": str(bench.orthanc.versions),
                 "args": {k: str(v) for k, v in vars(args).items()},
                 "results": bench.results,
             },

@@ -112,6 +112,7 @@ class Front:
     read_timeout: int = 120
     workers: int = 2
     site_proxies: tuple[str, ...] = ()  # addresses or networks (SITE_PROXIES)
+    gzip: bool = False  # NGINX_GZIP
     version: tuple[int, ...] | None = None  # the installed nginx's, read when first needed
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -155,6 +156,7 @@ class Front:
             "NGINX_LISTEN": listen,
             "NGINX_TLS": tls,
             "NGINX_REAL_IP": real_ip(self.site_proxies),
+            "NGINX_GZIP": "on" if self.gzip else "",
             "NGINX_MAX_BODY": self.max_body,
             # nginx keeps cache entries by whole seconds, one more than asked at worst.
             "NGINX_DECISION_SECONDS": str(max(self.decision_seconds - 1, 0)),
@@ -355,6 +357,7 @@ def from_settings(port: int, socket_path: Path) -> Front:
         max_body=settings.NGINX_MAX_BODY,
         read_timeout=settings.ORTHANC_READ_TIMEOUT,
         site_proxies=tuple(str(network) for network in settings.SITE_PROXIES),
+        gzip=settings.NGINX_GZIP,
     )
 
 
@@ -382,6 +385,7 @@ def container_from_settings(directory: Path) -> ContainerFront:
         max_body=settings.NGINX_MAX_BODY,
         read_timeout=settings.ORTHANC_READ_TIMEOUT,
         site_proxies=tuple(str(network) for network in settings.SITE_PROXIES),
+        gzip=settings.NGINX_GZIP,
         health_host=allowed_host(settings.ALLOWED_HOSTS),
         # The web container has no nginx to ask: the front is compose.yaml's image.
         version=COMPOSE_FRONT_VERSION,

@@ -25,6 +25,7 @@ def start_front(portal: LivePortal, orthanc: OrthancServer, workers: int = 1) ->
         tls_key=portal.env.get("TLS_KEY_FILE", ""),
         workers=workers,
         site_proxies=tuple(filter(None, portal.env.get("SITE_PROXIES", "").split(","))),
+        gzip=portal.env.get("NGINX_GZIP") == "true",
     )
     portal.env["NGINX_DECISION_CACHE_DIR"] = str(front.decision_cache)  # as manage.py serve sets it
     try:

@@ -52,6 +52,11 @@ def test_it_serves_the_portal_with_orthanc_and_stops_both_on_ctrl_c(tmp_path: Pa
         assert health.headers["Server"] == "nginx"  # the only listener; gunicorn is on a socket
         orthanc_pid = int((tmp_path / "orthanc" / "orthanc.pid").read_text())
         assert _is_orthanc(orthanc_pid)
+        # The defaults nginx runs with: reads go plain (NGINX_GZIP), no site proxy is believed.
+        rendered = (tmp_path / "nginx" / "pacsportal.conf").read_text()
+        gzip_map = rendered.split("map $request_uri $pacs_gzip {", 1)[1].split("}", 1)[0]
+        assert 'default "";' in gzip_map
+        assert "set_real_ip_from" not in rendered
     finally:
         serve.send_signal(signal.SIGINT)
         output, _ = serve.communicate(timeout=60)

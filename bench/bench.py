@@ -192,10 +192,10 @@ def download(http: requests.Session, url: str, headers: dict[str, str]) -> int:
 def downloads(url: str, headers: dict[str, str], auth: Any, cookies: Any, seconds: float) -> Result:
     """The same retrieve back to back on one keep-alive connection for at least `seconds`.
 
-    One retrieve of the demo series lasts about 0.15 s: measured alone, a few ms of
-    connection set-up or of a decision decided that moment weighed 5-25% of the figure,
-    from one door to the next. `first_mb_per_s` is the first retrieve alone, the one
-    that met no reused decision."""
+    One retrieve of the demo series lasts about 0.15 s: timed one at a time, the same
+    plain nginx gave 0.88 of direct Orthanc in one run and 1.05 in the next
+    (docs/performance.md). `first_mb_per_s` is the first retrieve alone, the one that
+    met no reused decision."""
     with requests.Session() as http:
         http.auth, http.cookies = auth, requests.cookies.cookiejar_from_dict(cookies or {})
         started = time.perf_counter()

@@ -4,7 +4,9 @@ Starts its own Orthanc (SQLite index, as `make run`) with a generated CT, the
 portal under gunicorn configured as `make run` configures it (gthread 2x8,
 session auth and auditing on) and a second portal with auditing off, then
 measures with wrk (frames, QIDO) and a streaming Python client (series
-retrieve, STOW). Prints a table of medians with portal/direct ratios and
+retrieve, STOW). Beside direct Orthanc and the portal: the seed recipe's plain
+nginx, and two doors that gauge the run (direct measured again, and an nginx
+with no decision). Prints a table of medians with portal/direct ratios and
 writes them to JSON.
 """
 
@@ -37,6 +39,7 @@ sys.path.insert(0, str(REPO))
 from bench import viewer_load  # noqa: E402
 from orthanc import debian, demo  # noqa: E402
 from orthanc.server import OrthancServer  # noqa: E402
+from pacsportal.front import TEMPLATE as FRONT_TEMPLATE  # noqa: E402
 from pacsportal.front import nginx_binary  # noqa: E402
 from tests.dicom import stow_body, write_large_stow_body  # noqa: E402
 from tests.front import start_front  # noqa: E402
@@ -248,6 +251,9 @@ PAIRS = {
     ("recipe", "direct"): "direct",
     ("portal", "direct"): "direct",
     ("portal", "recipe"): "recipe",
+    ("nginx, no decision", "direct"): "direct",
+    ("portal", "nginx, no decision"): "no_decision",
+    ("direct, again", "direct"): "direct",
     ("portal", "portal, audit off"): "audit_off",
     ("portal, audit off", "direct"): "direct",
 }
@@ -296,13 +302,9 @@ def nginx_worker(pid: int) -> bool:
         return False
 
 
-class Recipe:
-    """OHIF's "Nginx + Image Archive" recipe as a door: plain nginx, its /pacs location as
-    the recipe writes it (`../shared/seed-ohif-nginx-recipe.txt`, its nginx.conf), no
-    accounts, no audit. Only the Orthanc credential is added: this Orthanc requires one.
-    Like the recipe, it serves the OHIF build at / (the portal's pinned build, its
-    pre-compressed files, cross-origin isolated as the portal serves it) with an
-    `app-config.js` that `bench/viewer_load.py` writes into its directory."""
+class PlainNginx:
+    """A plain nginx in front of the bench's Orthanc, as a door: no accounts, no audit.
+    Only the Orthanc credential is added: this Orthanc requires one."""
 
     def __init__(self, work: Path, port: int, orthanc: OrthancServer) -> None:
         self.work, self.port, self.orthanc = work, port, orthanc
@@ -312,11 +314,45 @@ class Recipe:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def credential(self) -> str:
+        return base64.b64encode(f"{self.orthanc.user}:{self.orthanc.password}".encode()).decode()
+
+    def config(self) -> str:
+        raise NotImplementedError
+
     def start(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
-        token = base64.b64encode(f"{self.orthanc.user}:{self.orthanc.password}".encode()).decode()
+        (self.work / "nginx.conf").write_text(self.config())
+        self.process = subprocess.Popen(
+            [nginx_binary(), "-c", str(self.work / "nginx.conf"), "-p", str(self.work)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                requests.get(self.url, timeout=1)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError(f"the {type(self).__name__} nginx did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(20)
+
+
+class Recipe(PlainNginx):
+    """OHIF's "Nginx + Image Archive" recipe as a door: its /pacs location as the recipe
+    writes it (`../shared/seed-ohif-nginx-recipe.txt`, its nginx.conf). Like the recipe,
+    it serves the OHIF build at / (the portal's pinned build, its pre-compressed files,
+    cross-origin isolated as the portal serves it) with an `app-config.js` that
+    `bench/viewer_load.py` writes into its directory."""
+
+    def config(self) -> str:
         user = "user root root;" if os.geteuid() == 0 else ""
-        (self.work / "nginx.conf").write_text(
+        return (
             f"{user} worker_processes 2; pid {self.work}/nginx.pid; error_log {self.work}/error.log; "
             "daemon off; events { worker_connections 1024; } http { "
             f"client_body_temp_path {self.work}/body; proxy_temp_path {self.work}/proxy; "
@@ -330,28 +366,42 @@ class Recipe:
             "proxy_set_header Host $host; proxy_set_header X-Real-IP $remote_addr; "
             "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
             "proxy_set_header X-Forwarded-Proto $scheme; "
-            f'proxy_set_header Authorization "Basic {token}"; '
+            f'proxy_set_header Authorization "Basic {self.credential()}"; '
             "expires 0; add_header Cache-Control private; "
             f"proxy_pass {self.orthanc.url}/; }} }} }}\n"
         )
-        self.process = subprocess.Popen(
-            [nginx_binary(), "-c", str(self.work / "nginx.conf"), "-p", str(self.work)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                requests.get(self.url, timeout=1)
-                return
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("the recipe's nginx did not start")
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(20)
+
+class NoDecision(PlainNginx):
+    """The least any nginx in front of Orthanc costs on this machine: the portal's read
+    path with nothing of the portal in it. Upstream keep-alive and the proxy buffers of
+    the portal's template, the same request headers to Orthanc; no decision, no access
+    log, no error pages. The portal over this door is what its decision, audit and log
+    cost; this door over direct is what the hop itself costs."""
+
+    def config(self) -> str:
+        template = FRONT_TEMPLATE.read_text()
+        tuning = re.findall(r"^\s*(proxy_(?:buffers|buffer_size|busy_buffers_size) [^;$]+;)", template, re.M)
+        if len(tuning) != 3:
+            raise RuntimeError(
+                f"{FRONT_TEMPLATE}: expected its three proxy buffer directives, found {tuning}"
+            )
+        upstream = self.orthanc.url.removeprefix("http://")
+        user = "user root root;" if os.geteuid() == 0 else ""
+        return (
+            f"{user} worker_processes 2; pid {self.work}/nginx.pid; error_log {self.work}/error.log; "
+            "daemon off; events { worker_connections 2048; } http { "
+            f"client_body_temp_path {self.work}/body; proxy_temp_path {self.work}/proxy; "
+            "access_log off; sendfile on; tcp_nopush on; tcp_nodelay on; "
+            f"upstream orthanc {{ server {upstream}; keepalive 32; keepalive_timeout 800ms; }} "
+            f"server {{ listen {self.port}; location = / {{ return 204; }} "
+            f"proxy_http_version 1.1; proxy_max_temp_file_size 0; {' '.join(tuning)} "
+            "location /pacs/ { proxy_pass http://orthanc/; proxy_pass_request_headers off; "
+            "proxy_set_header Host $http_host; proxy_set_header Accept $http_accept; "
+            'proxy_set_header Accept-Encoding ""; proxy_set_header Connection ""; '
+            'proxy_set_header Forwarded "host=$http_host/pacs;proto=$scheme"; '
+            f'proxy_set_header Authorization "Basic {self.credential()}"; }} }} }}\n'
+        )
 
 
 class Bench:
@@ -385,6 +435,8 @@ class Bench:
         self.portal_django = self.start_portal("portal-django", {}, database=self.portal, front=False)
         self.recipe = Recipe(self.work / "recipe", free_port(), self.orthanc)
         self.recipe.start()
+        self.no_decision = NoDecision(self.work / "no-decision", free_port(), self.orthanc)
+        self.no_decision.start()
         self.session = self.portal.login("alice")
         self.session_off = self.portal_audit_off.login("alice")
         self.session_django = self.portal_django.login("alice")
@@ -520,9 +572,16 @@ class Bench:
                 door.host, [f"{door.prefix}/dicom-web/studies?limit=50"], 8, seconds, headers, self.work
             )
 
+        # Two doors that gauge the run itself: direct Orthanc measured once more, last in
+        # each repeat (what two identical doors differ by in this run), and the cheapest
+        # nginx hop (what any proxy in front costs on this machine).
+        again = dataclasses.replace(direct, name="direct, again")
+        hop = Door("nginx, no decision", self.no_decision.url, "/pacs", {}, None)
         self.measure("frames, 1 conn", [direct, recipe, portal], partial(frames, 1))
-        self.measure("frames, 8 conn", [direct, recipe, portal, audit_off, django_door], partial(frames, 8))
-        self.measure("QIDO studies, 8 conn", [direct, recipe, portal], qido)
+        self.measure(
+            "frames, 8 conn", [direct, recipe, hop, portal, audit_off, django_door, again], partial(frames, 8)
+        )
+        self.measure("QIDO studies, 8 conn", [direct, recipe, hop, portal, again], qido)
         self.measure("series retrieve", [direct, recipe, portal], self.retrieve)
         # The recipe sets no client_max_body_size: nginx's 1 MB default refuses every real STOW (413).
         self.measure("STOW-RS", [direct, portal], self.stow)
@@ -611,8 +670,9 @@ class Bench:
         ):
             if portal is not None:
                 portal.stop()
-        if getattr(self, "recipe", None) is not None:
-            self.recipe.stop()
+        for plain in (getattr(self, "recipe", None), getattr(self, "no_decision", None)):
+            if plain is not None:
+                plain.stop()
         if getattr(self, "orthanc", None) is not None:
             self.orthanc.stop()
             self.cleanup_orthanc()
@@ -779,7 +839,31 @@ def report(results: dict[str, dict[str, Result]]) -> str:
             share = doors["portal"]["requests_per_s"] / doors["recipe"]["requests_per_s"]
             paired = paired_shown(doors["portal"], "requests_per_s", "recipe")
             lines.append(f"{name}: portal/recipe {share:.2f} of requests/s{paired}")
+    lines.extend(gauges(results))
     return "\n".join(lines)
+
+
+def gauges(results: dict[str, dict[str, Result]]) -> list[str]:
+    """What the run's ratios can be read to: its own noise, and what any nginx hop costs."""
+    lines = []
+    for name, doors in results.items():
+        direct = doors.get("direct", {})
+        rate = direct.get("requests_per_s")
+        if "direct, again" in doors and rate:
+            again = doors["direct, again"]
+            lines.append(
+                f"{name}: noise, direct measured twice: {again['requests_per_s'] / rate:.2f}"
+                f" of requests/s{paired_shown(again, 'requests_per_s', 'direct')}"
+            )
+        if "nginx, no decision" in doors and "portal" in doors and rate:
+            hop, portal = doors["nginx, no decision"], doors["portal"]
+            lines.append(
+                f"{name}: nginx with no decision/direct {hop['requests_per_s'] / rate:.2f}"
+                f"{paired_shown(hop, 'requests_per_s', 'direct')}; portal/nginx with no decision"
+                f" {portal['requests_per_s'] / hop['requests_per_s']:.2f}"
+                f"{paired_shown(portal, 'requests_per_s', 'no_decision')} of requests/s"
+            )
+    return lines
 
 
 def paired_shown(figures: Result, key: str, label: str) -> str:

@@ -374,17 +374,21 @@ class Recipe(PlainNginx):
 
 class NoDecision(PlainNginx):
     """The least any nginx in front of Orthanc costs on this machine: the portal's read
-    path with nothing of the portal in it. Upstream keep-alive and the proxy buffers of
-    the portal's template, the same request headers to Orthanc; no decision, no access
-    log, no error pages. The portal over this door is what its decision, audit and log
+    path with nothing of the portal in it. The upstream keep-alive and proxy buffers of
+    the portal's template; to Orthanc, the Host, Accept, Forwarded and credential the
+    portal sends (the bench sends no Range or If-*); no decision, no access log, no
+    error pages. The portal over this door is what its decision, audit and log
     cost; this door over direct is what the hop itself costs."""
 
     def config(self) -> str:
         template = FRONT_TEMPLATE.read_text()
         tuning = re.findall(r"^\s*(proxy_(?:buffers|buffer_size|busy_buffers_size) [^;$]+;)", template, re.M)
-        if len(tuning) != 3:
+        orthanc = re.search(r"^upstream pacsportal_orthanc \{(.*?)^\}", template, re.M | re.S)
+        keepalive = re.findall(r"^\s*(keepalive(?:_timeout)? [^;$]+;)", orthanc[1] if orthanc else "", re.M)
+        if len(tuning) != 3 or len(keepalive) != 2:
             raise RuntimeError(
-                f"{FRONT_TEMPLATE}: expected its three proxy buffer directives, found {tuning}"
+                f"{FRONT_TEMPLATE}: expected three proxy buffer directives and Orthanc's upstream"
+                f" keep-alive, found {tuning} {keepalive}"
             )
         upstream = self.orthanc.url.removeprefix("http://")
         user = "user root root;" if os.geteuid() == 0 else ""
@@ -393,7 +397,7 @@ class NoDecision(PlainNginx):
             "daemon off; events { worker_connections 2048; } http { "
             f"client_body_temp_path {self.work}/body; proxy_temp_path {self.work}/proxy; "
             "access_log off; sendfile on; tcp_nopush on; tcp_nodelay on; "
-            f"upstream orthanc {{ server {upstream}; keepalive 32; keepalive_timeout 800ms; }} "
+            f"upstream orthanc {{ server {upstream}; {' '.join(keepalive)} }} "
             f"server {{ listen {self.port}; location = / {{ return 204; }} "
             f"proxy_http_version 1.1; proxy_max_temp_file_size 0; {' '.join(tuning)} "
             "location /pacs/ { proxy_pass http://orthanc/; proxy_pass_request_headers off; "
@@ -573,7 +577,8 @@ class Bench:
             )
 
         # Two doors that gauge the run itself: direct Orthanc measured once more, last in
-        # each repeat (what two identical doors differ by in this run), and the cheapest
+        # each repeat and first in the reversed ones (what two identical doors differ by
+        # in this run), and the cheapest
         # nginx hop (what any proxy in front costs on this machine).
         again = dataclasses.replace(direct, name="direct, again")
         hop = Door("nginx, no decision", self.no_decision.url, "/pacs", {}, None)

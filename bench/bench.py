@@ -578,8 +578,7 @@ class Bench:
 
         # Two doors that gauge the run itself: direct Orthanc measured once more, last in
         # each repeat and first in the reversed ones (what two identical doors differ by
-        # in this run), and the cheapest
-        # nginx hop (what any proxy in front costs on this machine).
+        # in this run), and the cheapest nginx hop (what any proxy in front costs here).
         again = dataclasses.replace(direct, name="direct, again")
         hop = Door("nginx, no decision", self.no_decision.url, "/pacs", {}, None)
         self.measure("frames, 1 conn", [direct, recipe, portal], partial(frames, 1))

@@ -23,6 +23,7 @@ import binascii
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import threading
 import time
@@ -54,6 +55,37 @@ MAX_REMEMBERED_PASSWORDS = 10_000
 
 class BadCredentials(ValueError):
     pass
+
+
+class AmbiguousCredentials(BadCredentials):
+    """Credentials that two parsers could read differently: refused (400), never guessed at."""
+
+
+# nginx splits cookies at "," as well as ";" and matches names in any case; Django splits
+# at ";" only and takes a name as written, keeping the last of a repeated one.
+COOKIE_SEPARATORS = re.compile(r"[;,]")
+
+
+def ambiguity(request: HttpRequest) -> str:
+    """Why this request's credentials could be read two ways ('' when they cannot).
+
+    The session cookie must appear at most once under any spelling and be the one
+    Django reads; several Authorization headers (joined by "," on their way to us)
+    are refused too: nginx refuses them itself, the Django door must as well.
+    """
+    name = settings.SESSION_COOKIE_NAME
+    spellings = [
+        chunk.partition("=")[0].strip()
+        for chunk in COOKIE_SEPARATORS.split(request.META.get("HTTP_COOKIE", ""))
+    ]
+    found = [spelling for spelling in spellings if spelling.lower() == name.lower()]
+    if len(found) > 1:
+        return f"more than one {name} cookie (in one spelling or another)"
+    if found and (found[0] != name or name not in request.COOKIES):
+        return f"a {name} cookie that could be read two ways"
+    if "," in request.META.get("HTTP_AUTHORIZATION", ""):
+        return "more than one Authorization header"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -111,7 +143,12 @@ def identify(request: HttpRequest) -> Identity:
     Bearer, is malformed, or carries a token that is unknown, revoked, expired,
     or whose owner is inactive or not the Basic username; and for a visit whose
     share has been revoked, has expired, or whose owner may no longer share.
+    Raises AmbiguousCredentials, before reading any, for credentials that could be
+    read two ways.
     """
+    ambiguous = ambiguity(request)
+    if ambiguous:
+        raise AmbiguousCredentials(ambiguous)
     if request.user.is_authenticated:
         return Identity(request.user, SESSION)
     visit = visit_of(request)

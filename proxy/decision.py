@@ -13,9 +13,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 
-from accounts.authentication import BadCredentials, Identity, identify
+from accounts.authentication import ANONYMOUS, AmbiguousCredentials, BadCredentials, Identity, identify
 from orthanc.lookups import LookupFailed
 from proxy import origin, paths, query, rules, shares, subjects
 from proxy.subjects import Subject
@@ -77,6 +78,11 @@ def decide(
     # Who first, then the path: the audit trail names who tried a hostile path.
     try:
         identity = identify(request)
+    except AmbiguousCredentials as error:
+        # Nobody is named: which of the credentials was meant is exactly what is unknown.
+        request.user = AnonymousUser()
+        unnamed = dataclasses.replace(verdict, identity=ANONYMOUS)
+        return refuse(unnamed, 400, f"ambiguous credentials: {error}")
     except BadCredentials as error:
         return refuse(verdict, 401, str(error))
     verdict = Decision(mount, verdict.action, identity)
@@ -86,7 +92,9 @@ def decide(
         return refuse(verdict, 401, "authentication required")
     try:
         clean_path = paths.clean(path, original.raw_uri)
-        clean_query = query.parse(original.query_string, paths.is_wado_uri(clean_path))
+        clean_query = query.parse(
+            original.query_string, wado_uri=paths.is_wado_uri(clean_path), qido=paths.is_qido(clean_path)
+        )
     except (paths.UnsafePath, query.UnsafeQuery) as error:
         return refuse(verdict, 400, str(error))
     scope = None

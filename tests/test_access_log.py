@@ -19,7 +19,9 @@ def test_it_logs_refused_pacs_requests_and_portal_pages_but_not_audited_reads(
     marker = secrets.token_hex(6)
     json = {"Accept": "application/dicom+json"}
     read = session.get(
-        f"{live_portal.url}/pacs/dicom-web/studies?limit=1&m={marker}read", headers=json, timeout=30
+        f"{live_portal.url}/pacs/dicom-web/studies?limit=1&StudyDescription={marker}read",
+        headers=json,
+        timeout=30,
     )
     refused = session.get(f"{live_portal.url}/pacs/tools/reset?m={marker}refused", timeout=30)
     page = session.get(f"{live_portal.url}/portal/?m={marker}page", timeout=30)

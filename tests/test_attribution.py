@@ -193,10 +193,10 @@ CASES = {
         "B",
         accept="*/*",
     ),
+    # Not a WADO-URI parameter: refused rather than passed to Orthanc unread.
     "wado-uri with another patient's id": Case(
         "/pacs/wado?requestType=WADO&objectUID={sop}&PatientID={other_patient}&contentType=application/dicom",
-        200,
-        "A",
+        400,
         accept="*/*",
     ),
     "wado-uri repeated object": Case(

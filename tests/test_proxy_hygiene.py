@@ -28,7 +28,7 @@ def test_it_sends_orthanc_the_service_credential_and_nothing_of_the_clients(
     recording_portal: LivePortal, recorder: Recorder
 ) -> None:
     response = requests.get(
-        f"{recording_portal.url}{QIDO}?marker=hygiene",
+        f"{recording_portal.url}{QIDO}?StudyDescription=hygiene",
         auth=alice(recording_portal),
         headers={
             "Cookie": "sessionid=stolen; csrftoken=x",
@@ -46,7 +46,7 @@ def test_it_sends_orthanc_the_service_credential_and_nothing_of_the_clients(
         timeout=30,
     )
     assert response.status_code == 200
-    sent = last_request_to(recorder, "/dicom-web/studies?marker=hygiene")
+    sent = last_request_to(recorder, "/dicom-web/studies?00081030=hygiene")
     service = requests.auth._basic_auth_str(
         recording_portal.env["ORTHANC_USER"], recording_portal.env["ORTHANC_PASSWORD"]
     )
@@ -95,7 +95,9 @@ def test_it_creates_no_session_for_basic_auth(recording_portal: LivePortal) -> N
 def test_it_answers_504_when_orthanc_is_too_slow(recording_portal: LivePortal) -> None:
     started = time.monotonic()
     response = requests.get(
-        f"{recording_portal.url}/pacs/dicom-web/studies?marker=slow", auth=alice(recording_portal), timeout=30
+        f"{recording_portal.url}/pacs/dicom-web/studies?StudyDescription=slow",
+        auth=alice(recording_portal),
+        timeout=30,
     )
     assert response.status_code == 504
     assert response.json() == {"error": "the archive did not answer in time", "status": 504}

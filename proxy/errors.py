@@ -84,4 +84,7 @@ def from_orthanc(request: HttpRequest, upstream: urllib3.BaseHTTPResponse) -> Ht
         message = f"{message}: {said}"
     if status == 502:
         logger.error("Orthanc answered %s: %r", upstream.status, body[:500])
-    return response(request, status, message)
+    answer = response(request, status, message)
+    if status == 405 and upstream.headers.get("Allow"):
+        answer["Allow"] = upstream.headers["Allow"]  # RFC 9110: a 405 names the methods allowed
+    return answer

@@ -13,6 +13,7 @@ connection when a client disconnects mid-download.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -128,6 +129,9 @@ class PrefixedBody:
             start, self.start = self.start, b""
             return start
         return self.rest.read(size)
+
+
+RequestStream = ExactBody | ChunkedBody | PrefixedBody | io.BytesIO
 
 
 @dataclass
@@ -404,9 +408,10 @@ class OrthancProxyView(ProxyView):
             length = content_length(request)
             if length is None:
                 return errors.response(request, 400, "malformed Content-Length")
-            # The checked parts reach Orthanc as a chunked body of their own.
+            # The checked parts reach Orthanc as a chunked body of their own. Through
+            # /pacs-admin the body was already read (or begun) to decide on it: read on from there.
             if stowing:
-                return self.stow(request, decision, ExactBody(request, length))
+                return self.stow(request, decision, admin_stream(admin_body) or ExactBody(request, length))
             headers["Content-Length"] = str(length)
             if admin_body is not None and isinstance(admin_body.data, bytes):
                 body = admin_body.data
@@ -451,7 +456,10 @@ class OrthancProxyView(ProxyView):
         return self.client_response(request, decision, upstream)
 
     def stow(
-        self, request: HttpRequest, decision: Decision, body: ExactBody | ChunkedBody
+        self,
+        request: HttpRequest,
+        decision: Decision,
+        body: ExactBody | ChunkedBody | PrefixedBody | io.BytesIO,
     ) -> HttpResponseBase:
         """Check each part, audit each refused one, and store only those that passed."""
         try:
@@ -536,6 +544,15 @@ class OrthancProxyView(ProxyView):
         # Patient data stays off shared workstations' disks.
         response["Cache-Control"] = "no-store, private"
         return response
+
+
+def admin_stream(admin_body: AdminBody | None) -> io.BytesIO | PrefixedBody | None:
+    """A /pacs-admin body as a stream from its first byte, however much of it was read already."""
+    if admin_body is None:
+        return None
+    if isinstance(admin_body.data, bytes):
+        return io.BytesIO(admin_body.data)
+    return admin_body.data
 
 
 def content_length(request: HttpRequest) -> int | None:

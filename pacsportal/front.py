@@ -23,6 +23,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 TEMPLATE = REPOSITORY / "deploy" / "nginx" / "pacsportal.conf.template"
@@ -95,6 +96,46 @@ def tls_listen(port: int, version: tuple[int, ...]) -> tuple[str, str]:
     return f"{port} ssl http2", ""
 
 
+# Mozilla's "intermediate" server-side TLS guideline, version 5.7 (the one sslyze 6.3
+# checks; tests/test_front_tls_profile.py scans the running front with it). Its DHE
+# suites are left out, as they need a dhparam file: of the oldest clients it names,
+# IE 11 on Windows 7 then reaches only an ECDSA certificate, not an RSA one. TLS 1.3's
+# suites are OpenSSL's defaults, which are the guideline's three.
+TLS_PROFILE = (
+    "ssl_protocols TLSv1.2 TLSv1.3;",
+    "ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;",
+    # Every suite left is strong: the client's order picks what is fast on its hardware.
+    "ssl_prefer_server_ciphers off;",
+    "ssl_ecdh_curve X25519:prime256v1:secp384r1;",
+    "ssl_session_timeout 1d;",
+    "ssl_session_cache shared:pacsportal_tls:10m;",
+    # A ticket key lives as long as nginx does and would undo forward secrecy until a restart.
+    "ssl_session_tickets off;",
+)
+# Mozilla's intermediate HSTS: two years (TLS_HSTS_SECONDS).
+HSTS_SECONDS = 63072000
+
+
+def hsts_value(seconds: int, include_subdomains: bool, preload: bool) -> str:
+    value = f"max-age={seconds}"
+    if include_subdomains:
+        value += "; includeSubDomains"
+    if preload:
+        value += "; preload"
+    return value
+
+
+def redirect_server(port: int, tls_port: int) -> str:
+    """The plain-HTTP listener of HTTP_REDIRECT_PORT: every request sent to the TLS port, nothing served."""
+    authority = "$host" if tls_port == 443 else f"$host:{tls_port}"
+    return (
+        "# HTTP_REDIRECT_PORT: plain HTTP that only sends each request to HTTPS (same host and path).\n"
+        f"server {{\n    listen {port};\n    server_tokens off;\n    client_header_timeout 15s;\n"
+        f"    return 301 https://{authority}$request_uri;\n}}"
+    )
+
+
 @dataclass
 class Front:
     """nginx in front of one portal (gunicorn) and one Orthanc."""
@@ -113,6 +154,12 @@ class Front:
     workers: int = 2
     site_proxies: tuple[str, ...] = ()  # addresses or networks (SITE_PROXIES)
     gzip: bool = False  # NGINX_GZIP
+    hsts_seconds: int = HSTS_SECONDS  # TLS_HSTS_SECONDS
+    hsts_include_subdomains: bool = False  # SECURE_HSTS_INCLUDE_SUBDOMAINS
+    hsts_preload: bool = False  # SECURE_HSTS_PRELOAD
+    ocsp_stapling: bool = False  # TLS_OCSP_STAPLING
+    trusted_ca_file: str = ""  # TLS_TRUSTED_CA_FILE
+    http_redirect_port: int = 0  # HTTP_REDIRECT_PORT; 0: none
     version: tuple[int, ...] | None = None  # the installed nginx's, read when first needed
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -140,21 +187,49 @@ class Front:
     def decision_cache(self) -> Path:
         return native_decision_cache(self.work_dir)
 
+    def refuse_idle_tls_options(self) -> None:
+        """Each TLS option asked for without what it needs would be silently dropped: refuse it."""
+        if not self.tls_cert:
+            for name, asked in [
+                ("HTTP_REDIRECT_PORT", self.http_redirect_port),
+                ("TLS_OCSP_STAPLING", self.ocsp_stapling),
+            ]:
+                if asked:
+                    raise FrontStartError(
+                        f"{name} is set, but the front has no TLS: set TLS_CERT_FILE and TLS_KEY_FILE"
+                    )
+        if self.http_redirect_port and self.http_redirect_port == self.port:
+            raise FrontStartError(f"HTTP_REDIRECT_PORT={self.http_redirect_port} is the TLS port itself")
+        if self.trusted_ca_file and not self.ocsp_stapling:
+            raise FrontStartError(
+                "TLS_TRUSTED_CA_FILE verifies OCSP answers: set TLS_OCSP_STAPLING=true, or leave it empty"
+            )
+
     def values(self) -> dict[str, str]:
-        listen, tls = str(self.port), ""
+        self.refuse_idle_tls_options()
+        listen, tls, hsts = str(self.port), "", ""
         if self.tls_cert:
             if self.version is None:
                 self.version = nginx_version()
             listen, http2 = tls_listen(self.port, self.version)
-            tls = (
-                f"{http2}ssl_certificate {self.tls_cert}; ssl_certificate_key {self.tls_key}; "
-                "ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:pacsportal_tls:4m;"
-            )
+            directives = list(TLS_PROFILE)
+            if self.ocsp_stapling:
+                directives += ["ssl_stapling on;", "ssl_stapling_verify on;"]
+            if self.trusted_ca_file:
+                directives.append(f"ssl_trusted_certificate {self.trusted_ca_file};")
+            certificate = f"{http2}ssl_certificate {self.tls_cert}; ssl_certificate_key {self.tls_key};"
+            tls = "\n    ".join([certificate, *directives])
+            hsts = hsts_value(self.hsts_seconds, self.hsts_include_subdomains, self.hsts_preload)
+        redirect = "# No plain-HTTP listener (HTTP_REDIRECT_PORT)."
+        if self.http_redirect_port:
+            redirect = redirect_server(self.http_redirect_port, self.port)
         return {
             "PORTAL_UPSTREAM": self.portal_upstream,
             "ORTHANC_UPSTREAM": self.orthanc_upstream,
             "NGINX_LISTEN": listen,
             "NGINX_TLS": tls,
+            "NGINX_HSTS": hsts,
+            "NGINX_HTTP_REDIRECT": redirect,
             "NGINX_REAL_IP": real_ip(self.site_proxies),
             "NGINX_GZIP": "on" if self.gzip else "",
             "NGINX_MAX_BODY": self.max_body,
@@ -257,6 +332,11 @@ class ContainerFront(Front):
         return Path(CONTAINER_DECISION_CACHE)
 
     def write_config(self) -> Path:
+        if self.http_redirect_port:
+            raise FrontStartError(
+                "HTTP_REDIRECT_PORT is for manage.py serve: compose.yaml publishes the front's one port "
+                "(WEB_PORT), so leave it empty there"
+            )
         if not on_memory_filesystem(self.work_dir):
             raise FrontStartError(
                 f"{self.work_dir} is not on a memory filesystem (tmpfs): the Orthanc credential "
@@ -358,7 +438,22 @@ def from_settings(port: int, socket_path: Path) -> Front:
         read_timeout=settings.ORTHANC_READ_TIMEOUT,
         site_proxies=tuple(str(network) for network in settings.SITE_PROXIES),
         gzip=settings.NGINX_GZIP,
+        **tls_options(),
+        http_redirect_port=settings.HTTP_REDIRECT_PORT,
     )
+
+
+def tls_options() -> dict[str, Any]:
+    """The TLS settings both fronts share: HSTS (its scope as Django's flags ask) and OCSP stapling."""
+    from django.conf import settings
+
+    return {
+        "hsts_seconds": settings.TLS_HSTS_SECONDS,
+        "hsts_include_subdomains": settings.SECURE_HSTS_INCLUDE_SUBDOMAINS,
+        "hsts_preload": settings.SECURE_HSTS_PRELOAD,
+        "ocsp_stapling": settings.TLS_OCSP_STAPLING,
+        "trusted_ca_file": settings.TLS_TRUSTED_CA_FILE,
+    }
 
 
 # compose.yaml's front image (nginx:1.30-alpine); tests/test_deployment.py keeps the two equal.
@@ -386,6 +481,8 @@ def container_from_settings(directory: Path) -> ContainerFront:
         read_timeout=settings.ORTHANC_READ_TIMEOUT,
         site_proxies=tuple(str(network) for network in settings.SITE_PROXIES),
         gzip=settings.NGINX_GZIP,
+        **tls_options(),
+        http_redirect_port=settings.HTTP_REDIRECT_PORT,
         health_host=allowed_host(settings.ALLOWED_HOSTS),
         # The web container has no nginx to ask: the front is compose.yaml's image.
         version=COMPOSE_FRONT_VERSION,

@@ -16,7 +16,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from pacsportal.env import env_bool, env_int, env_list, env_secret, env_str
-from pacsportal.front import native_decision_cache
+from pacsportal.front import HSTS_SECONDS, native_decision_cache
 from pacsportal.localenv import BASE_DIR, load_local_env, var_dir
 
 VAR_DIR = var_dir()
@@ -203,6 +203,15 @@ if not NGINX_DECISION_CACHE_DIR and PORTAL_FRONT == "nginx":
 NGINX_MAX_BODY = env_str("NGINX_MAX_BODY", "4g")
 if not re.fullmatch(r"[0-9]+[kmg]?", NGINX_MAX_BODY):
     raise ImproperlyConfigured(f"NGINX_MAX_BODY={NGINX_MAX_BODY!r}: a size such as 4g or 500m")
+# The front's TLS (TLS_CERT_FILE): the HSTS max-age nginx sends on every answer over TLS,
+# Mozilla's two years by default (its scope follows SECURE_HSTS_INCLUDE_SUBDOMAINS and
+# SECURE_HSTS_PRELOAD; 0 tells browsers to forget it); OCSP stapling, with the CA
+# certificates that verify the responder's answers when the chain lacks them; and a
+# plain-HTTP port that only redirects to HTTPS (manage.py serve; 0: none).
+TLS_HSTS_SECONDS = env_int("TLS_HSTS_SECONDS", HSTS_SECONDS)
+TLS_OCSP_STAPLING = env_bool("TLS_OCSP_STAPLING", False)
+TLS_TRUSTED_CA_FILE = env_str("TLS_TRUSTED_CA_FILE")
+HTTP_REDIRECT_PORT = env_int("HTTP_REDIRECT_PORT", 0, maximum=65535)
 
 # Reads are recorded once per user, credential, address, patient, study and
 # action in each bucket of this many seconds (IHE ATNA's study-level access).

@@ -73,6 +73,8 @@ class Command(BaseCommand):
                 gunicorn.wait()
                 raise CommandError(str(error)) from None
             self.stdout.write(f"nginx is the front on port {port} (log: {nginx.log_path})")
+            if nginx.http_redirect_port:
+                self.stdout.write(f"plain HTTP on port {nginx.http_redirect_port} only redirects to it")
         self.stdout.write(self.style.SUCCESS(f"Portal: {scheme}://127.0.0.1:{port}/  (Ctrl-C stops it)"))
         self.stdout.flush()
         try:

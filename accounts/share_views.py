@@ -3,22 +3,37 @@ visitor's (the link's landing page, the exchange of its secret for a visit, the 
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Max, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from accounts import shares
+from accounts.clientip import client_ip
 from accounts.forms import ShareForm
 from accounts.middleware import share_visitors_allowed
 from accounts.models import Share, looks_like_share_secret
+from audit.models import Action, AuditEvent
 from orthanc import lookups
+
+# Failed opens one address may make in OPEN_WINDOW before all its attempts are refused
+# for OPEN_WINDOW. A person whose link is cut short or revoked tries it a few times;
+# a guesser gets OPEN_FAILURES + 1 audit rows per window, not one per guess (256-bit
+# secrets are not guessed: the limit keeps the audit trail readable and the database calm).
+OPEN_FAILURES = 10
+OPEN_WINDOW = timedelta(minutes=5)
+THROTTLED = 429
 
 
 def require_share_role(request: HttpRequest) -> None:
@@ -105,12 +120,81 @@ def share_landing(request: HttpRequest) -> HttpResponse:
     return visit_page(request, "shares/landing.html", {}, 200)
 
 
+@dataclass(frozen=True)
+class OpenThrottle:
+    """Whether an address is refused the links it tries, for how many seconds more, and whether
+    this refusal starts a throttled window (the one refusal of the window recorded)."""
+
+    refused: bool
+    retry_after: int = 0
+    starts: bool = False
+
+
+def open_throttle(failures: int, throttled_at: datetime | None, now: datetime) -> OpenThrottle:
+    """The decision for an address with `failures` failed opens in the last OPEN_WINDOW, whose
+    throttled window, if one started in the last OPEN_WINDOW, started at `throttled_at`."""
+    if throttled_at is not None and now < throttled_at + OPEN_WINDOW:
+        remaining = (throttled_at + OPEN_WINDOW - now).total_seconds()
+        return OpenThrottle(refused=True, retry_after=max(1, math.ceil(remaining)))
+    if failures >= OPEN_FAILURES:
+        return OpenThrottle(refused=True, retry_after=int(OPEN_WINDOW.total_seconds()), starts=True)
+    return OpenThrottle(refused=False)
+
+
+def recent_opens(address: str | None, now: datetime) -> tuple[int, datetime | None]:
+    """The address's failed opens in the last OPEN_WINDOW, and when its latest throttled window began.
+
+    Read from the audit rows every worker writes to the one database: a count kept
+    in a worker's memory (Django's default cache) would give each worker its own
+    allowance, and django-axes would count guesses as failed logins.
+    """
+    found = AuditEvent.objects.filter(
+        action=Action.SHARE_OPENED, success=False, client_ip=address, action_time__gt=now - OPEN_WINDOW
+    ).aggregate(
+        failures=Count("id", filter=~Q(status=THROTTLED)),
+        throttled_at=Max("action_time", filter=Q(status=THROTTLED)),
+    )
+    return found["failures"], found["throttled_at"]
+
+
+def throttled(request: HttpRequest, throttle: OpenThrottle, failures: int, now: datetime) -> HttpResponse:
+    """The refusal page with its Retry-After; the window's first refusal is recorded, the others not."""
+    if throttle.starts:
+        window, until = int(OPEN_WINDOW.total_seconds()) // 60, now + OPEN_WINDOW
+        shares.record_open(
+            request,
+            None,
+            THROTTLED,
+            problem=(
+                f"throttled after {failures} failed attempts in {window} minutes: every attempt "
+                f"from this address refused, and not recorded, until {until:%Y-%m-%d %H:%M:%S} UTC"
+            ),
+        )
+    minutes = math.ceil(throttle.retry_after / 60)
+    reason = (
+        "Too many attempts to open shared links were made from your address. "
+        f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    )
+    response = visit_page(request, "shares/ended.html", {"reason": reason, "throttled": True}, THROTTLED)
+    response["Retry-After"] = str(throttle.retry_after)
+    return response
+
+
 @login_not_required
 @share_visitors_allowed(decides_itself=True)
 @never_cache
 @require_POST
 def share_open(request: HttpRequest) -> HttpResponse:
-    """The secret for a visit: a fresh session holding the share, then the viewer on its study."""
+    """The secret for a visit: a fresh session holding the share, then the viewer on its study.
+
+    Checked before the secret is even read: a throttled address is refused the right
+    secret too, else its guessing would go on.
+    """
+    now = timezone.now()
+    failures, throttled_at = recent_opens(client_ip(request), now)
+    throttle = open_throttle(failures, throttled_at, now)
+    if throttle.refused:
+        return throttled(request, throttle, failures, now)
     secret = request.POST.get("secret", "").strip()
     share = Share.objects.for_secret(secret) if looks_like_share_secret(secret) else None
     problem, _ = shares.problem_with(share)

@@ -40,6 +40,10 @@ CSV_COLUMNS = [
     ("stored_uids", lambda e: " ".join(e.stored_uids)),
     ("user_agent", lambda e: e.user_agent),
     ("detail", lambda e: e.detail),
+    # A visitor's reads through a shared link, and a token's, are recorded under the
+    # owner's username: only this tells them from the owner's own. Last, so that a
+    # script reading the columns by position reads the others where they were.
+    ("credential", lambda e: e.credential),
 ]
 READ_ACTIONS = (Action.QUERY, Action.RETRIEVE, Action.ADMIN_READ, Action.STORE, Action.ADMIN_WRITE)
 ACCESS_GROUP = ("patient_id", "study_uid", "username", "credential", "client_ip", "action")

@@ -84,8 +84,10 @@ def server_error(request: HttpRequest) -> HttpResponse:
     """500, or 503 when the database is what failed: the portal is up, its storage is not."""
     if isinstance(sys.exc_info()[1], DatabaseError):
         return HttpResponse(
-            "<!doctype html><title>503</title><h1>Service unavailable</h1>"
+            '<!doctype html><html lang="en"><title>503</title><h1>Service unavailable</h1>'
             "<p>The portal cannot reach its database. Try again in a moment.</p>\n",
             status=503,
         )
-    return HttpResponse("<!doctype html><title>500</title><h1>Server error</h1>\n", status=500)
+    return HttpResponse(
+        '<!doctype html><html lang="en"><title>500</title><h1>Server error</h1>\n', status=500
+    )

@@ -23,7 +23,8 @@ def wants_html(request: HttpRequest) -> bool:
 
 def response(request: HttpRequest, status: int, message: str) -> HttpResponse:
     if wants_html(request):
-        page = f"<!doctype html><title>{status}</title><h1>{status}</h1><p>{escape(message)}</p>\n"
+        head = f'<!doctype html><html lang="en"><title>{status}</title>'
+        page = f"{head}<h1>{status}</h1><p>{escape(message)}</p>\n"
         answer: HttpResponse = HttpResponse(page, status=status, content_type="text/html; charset=utf-8")
     else:
         answer = JsonResponse({"error": message, "status": status}, status=status)

@@ -126,7 +126,7 @@ def decide(
         if mount == rules.PACS:
             subject = subjects.of_pacs(method, clean_path, clean_query)
         else:
-            subject = subjects.of_admin(clean_path, body)
+            subject = subjects.of_admin(method, clean_path, clean_query, body)
     except subjects.Refused as refused:
         return refuse(verdict, refused.status, refused.reason)
     except LookupFailed:

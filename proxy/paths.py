@@ -32,6 +32,14 @@ QIDO = re.compile(
     r"|studies/[^/]+/(?:series|instances)|studies/[^/]+/series/[^/]+/instances)"
 )
 
+# /pacs-admin requests that take patient data out: an archive or media (at once,
+# or as a job), a bulk read, a send to another DICOM node or DICOMweb server.
+EXPORT = re.compile(
+    r"tools/(?:create-archive|create-media|create-media-extended|bulk-content)"
+    r"|(?:modalities|peers)/[^/]+/store(?:-straight)?|dicom-web/servers/[^/]+/stow"
+)
+JOB_OUTPUT = re.compile(r"jobs/([0-9a-f-]{1,64})/[^/]+")
+
 
 class UnsafePath(ValueError):
     pass
@@ -61,6 +69,16 @@ def is_stow(path: str) -> bool:
 
 def is_qido(path: str) -> bool:
     return bool(QIDO.fullmatch(path))
+
+
+def is_export(path: str) -> bool:
+    return bool(EXPORT.fullmatch(path))
+
+
+def job_output(path: str) -> str:
+    """The job whose output (an archive, media) `path` downloads; '' if it is no such path."""
+    found = JOB_OUTPUT.fullmatch(path)
+    return found.group(1) if found else ""
 
 
 def is_wado_uri(path: str) -> bool:

@@ -90,6 +90,14 @@ def identifier_of(key: str, wado_uri: bool) -> str | None:
     return SPELLINGS.get(lowered)
 
 
+def attribute_tag(key: str) -> str | None:
+    """A DICOM attribute's tag (`00100020`) from any spelling Orthanc reads; None if it is none."""
+    tag = TAG.fullmatch(key)
+    if tag is not None:
+        return (tag.group(1) + tag.group(2)).upper()
+    return TAG_OF_KEYWORD.get(key.lower())
+
+
 def canonical_key(key: str, qido: bool, wado_uri: bool) -> str:
     """The one spelling Orthanc gets for `key`; raises UnsafeQuery for a key it cannot place."""
     if wado_uri:
@@ -100,11 +108,9 @@ def canonical_key(key: str, qido: bool, wado_uri: bool) -> str:
         return key
     if key.lower() in QIDO_PARAMETERS:
         return QIDO_PARAMETERS[key.lower()]
-    tag = TAG.fullmatch(key)
+    tag = attribute_tag(key)
     if tag is not None:
-        return (tag.group(1) + tag.group(2)).upper()
-    if key.lower() in TAG_OF_KEYWORD:
-        return TAG_OF_KEYWORD[key.lower()]
+        return tag
     raise UnsafeQuery(f"{key[:64]!r} is neither a QIDO-RS parameter nor a DICOM attribute")
 
 

@@ -23,7 +23,8 @@ class Refusal:
 
 def action(mount: str, method: str, path: str) -> str:
     if mount == PACS_ADMIN:
-        return ADMIN_READ if method in SAFE_METHODS else ADMIN_WRITE
+        # An export is a read of what it takes out, recorded before it starts.
+        return ADMIN_READ if method in SAFE_METHODS or paths.is_export(path) else ADMIN_WRITE
     if method not in SAFE_METHODS:
         return STORE
     return QUERY if paths.is_qido(path) else RETRIEVE

@@ -16,12 +16,21 @@ from typing import Any
 from orthanc import lookups
 from orthanc.lookups import Resource
 from proxy import paths
-from proxy.query import Query
+from proxy.models import ExportJob
+from proxy.query import Query, attribute_tag
 
 UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 MAX_UID_LENGTH = 64
 WILDCARDS = re.compile(r"[*?\\]")
 PATH_LEVELS = {"studies": "studies", "series": "series", "instances": "instances"}
+ORTHANC_ID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{8}){4}")
+MAX_EXPORTED = 1000
+FIND_IDENTIFIERS = {
+    "0020000D": "study_uid",
+    "0020000E": "series_uid",
+    "00080018": "sop_uid",
+    "00100020": "patient_id",
+}
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,11 @@ def of_pacs(method: str, path: str, query: Query) -> Subject:
     if not paths.is_qido(path):
         found = chain(uids)
         return of_resource(found) if found is not None else Subject()
+    return of_filters(uids, ids)
+
+
+def of_filters(uids: dict[str, str], ids: dict[str, str]) -> Subject:
+    """A query's subject: the resource its exact UID filters (and path) name, else its patient."""
     for level, name in (("studies", "study_uid"), ("series", "series_uid"), ("instances", "sop_uid")):
         if name not in ids:
             continue
@@ -143,27 +157,85 @@ def of_wado_uri(ids: dict[str, str]) -> Subject:
     return of_resource(one(found, "instance", sop))
 
 
-def of_admin(path: str, body: Any) -> Subject:
-    """/pacs-admin: the resource an Orthanc id names, or a find request's query."""
+def of_admin(method: str, path: str, query: Query, body: Any) -> Subject:
+    """/pacs-admin: what a request reads or changes, as Orthanc's index says.
+
+    DICOMweb and WADO-URI as under /pacs; a resource by its Orthanc id; an
+    export (an archive, media, a send to another node) by the resources its
+    JSON body names, all of one patient; a job's download by the export it was
+    created for (ExportJob); a tools/find query by its exact UIDs, else its patient.
+    """
+    if paths.is_pacs_read(path):
+        return of_pacs(method, path, query)
     segments = path.split("/")
     if len(segments) >= 2 and segments[0] in lookups.LEVELS:
         found = lookups.resource(segments[0], segments[1])
         return of_resource(found) if found is not None else Subject()
-    if isinstance(body, dict) and isinstance(body.get("Query"), dict):
-        return of_find(body["Query"])
+    if paths.is_export(path) and method == "POST":
+        return of_exported(body)
+    job = paths.job_output(path)
+    if job and method in ("GET", "HEAD"):
+        return of_job(job)
+    if path == "tools/find":
+        return of_find(body)
     return Subject()
 
 
-def of_find(find_query: dict[str, Any]) -> Subject:
-    """The subject of a /tools/find-style query: its study if it names one, else its patient."""
-    keys = {str(key).lower(): value for key, value in find_query.items()}
-    study = keys.get("studyinstanceuid") or keys.get("0020,000d") or keys.get("0020000d")
-    if isinstance(study, str) and UID.fullmatch(study) and len(study) <= MAX_UID_LENGTH:
-        found = lookups.by_uid("studies", study)
-        if len(found) == 1:
-            return of_resource(found[0])
-        if len(found) > 1:
-            raise Refused(409, f"study {study} is filed under more than one patient")
-        return Subject(study_uid=study)
-    patient = keys.get("patientid") or keys.get("0010,0020") or keys.get("00100020")
-    return Subject(patient_id=exact(patient)) if isinstance(patient, str) else Subject()
+def of_exported(body: Any) -> Subject:
+    """The one patient (and study, if one) whose resources an export's body names."""
+    ids = body.get("Resources") if isinstance(body, dict) else body
+    if not isinstance(ids, list) or not ids or not all(isinstance(item, str) for item in ids):
+        raise Refused(400, 'name what to export as JSON: {"Resources": [Orthanc ids]}')
+    if len(ids) > MAX_EXPORTED:
+        raise Refused(400, f"an export names at most {MAX_EXPORTED} resources")
+    found = [resource_by_id(orthanc_id) for orthanc_id in dict.fromkeys(ids)]
+    patients = {item.patient_id for item in found}
+    if len(patients) > 1:
+        raise Refused(
+            400,
+            f"an export names one patient's resources; this one names {len(patients)}: send one per patient",
+        )
+    studies = {item.study_uid for item in found}
+    return Subject(patient_id=patients.pop(), study_uid=studies.pop() if len(studies) == 1 else "")
+
+
+def resource_by_id(orthanc_id: str) -> Resource:
+    """A resource by its Orthanc id alone (Orthanc's ids do not say their level)."""
+    if not ORTHANC_ID.fullmatch(orthanc_id):
+        raise Refused(400, f"{orthanc_id[:64]!r} is not an Orthanc id")
+    for level in lookups.LEVELS:
+        found = lookups.resource(level, orthanc_id)
+        if found is not None:
+            return found
+    raise Refused(404, f"no resource {orthanc_id} in the archive")
+
+
+def of_job(job_id: str) -> Subject:
+    found = ExportJob.objects.filter(job_id=job_id).first()
+    if found is None:
+        raise Refused(
+            403,
+            "this job was not created through the portal, so whose data it holds is unknown: export anew",
+        )
+    return Subject(patient_id=found.patient_id, study_uid=found.study_uid)
+
+
+def of_find(body: Any) -> Subject:
+    """A tools/find query's subject, its keys read as Orthanc reads them (any spelling, by tag)."""
+    find_query = body.get("Query") if isinstance(body, dict) else None
+    if not isinstance(find_query, dict):
+        return Subject()
+    by_tag: dict[str, Any] = {}
+    for key, value in find_query.items():
+        tag = attribute_tag(str(key))
+        if tag is None:
+            raise Refused(400, f"tools/find: {str(key)[:64]!r} is not a DICOM attribute")
+        if tag in by_tag:
+            raise Refused(400, f"tools/find: {tag} is given more than once (in one spelling or another)")
+        by_tag[tag] = value
+    ids = {
+        name: value
+        for tag, name in FIND_IDENTIFIERS.items()
+        if isinstance(value := by_tag.get(tag), str) and (name == "patient_id" or not WILDCARDS.search(value))
+    }
+    return of_filters({}, ids)

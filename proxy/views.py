@@ -42,8 +42,9 @@ from orthanc import client, lookups
 from proxy import errors, rules, stow
 from proxy.decision import Decision, Original, decide, refuse
 from proxy.errors import IncompleteBody
+from proxy.models import ExportJob
 from proxy.origin import SAFE_METHODS
-from proxy.paths import is_stow
+from proxy.paths import is_export, is_stow
 from proxy.subjects import Subject
 
 logger = logging.getLogger("proxy")
@@ -52,6 +53,7 @@ logger = logging.getLogger("proxy")
 access_log = logging.getLogger("pacsportal.access")
 STREAM_CHUNK = 1024 * 1024
 MAX_STOW_ANSWER = 16 * 1024 * 1024
+MAX_JOB_ANSWER = 64 * 1024
 # /pacs-admin bodies up to this size are read whole, to audit what they ask
 # (tools/find queries, modify and anonymize requests); larger ones (uploads) stream.
 ADMIN_BODY_LIMIT = 1024 * 1024
@@ -139,6 +141,19 @@ class AdminBody:
     data: bytes | PrefixedBody
     parsed: Any = None
     problem: tuple[int, str] | None = None
+
+
+class RepeatedKey(ValueError):
+    """A JSON object naming a key twice: which value Orthanc's parser keeps is not ours to guess."""
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise RepeatedKey(key)
+        found[key] = value
+    return found
 
 
 def looks_like_json(data: bytes) -> bool:
@@ -245,7 +260,7 @@ class OrthancProxyView(ProxyView):
             decision = refuse(decision, body.problem[0], body.problem[1])
         if not decision.allowed:
             return self.refused(request, decision)
-        if decision.is_read and not self.record_read(request, decision):
+        if decision.is_read and not self.record_read(request, decision, export_detail(body)):
             return errors.response(request, 503, "the access could not be audited, so it was refused")
         response = self.forward(request, decision, body)
         if not decision.is_read:
@@ -276,7 +291,9 @@ class OrthancProxyView(ProxyView):
                 body.problem = (400, f"JSON nests {depth} levels deep (at most {MAX_JSON_DEPTH})")
                 return body
             try:
-                body.parsed = json.loads(data)
+                body.parsed = json.loads(data, object_pairs_hook=unique_keys)
+            except RepeatedKey as repeated:
+                body.problem = (400, f"the JSON body names {str(repeated)[:64]!r} twice in one object")
             except ValueError:
                 body.problem = (400, "the body looks like JSON but is not valid JSON")
         return body
@@ -324,10 +341,15 @@ class OrthancProxyView(ProxyView):
             **extra,
         )
 
-    def record_read(self, request: HttpRequest, decision: Decision) -> bool:
-        """Record the access before serving it; False if it could not be recorded."""
+    def record_read(self, request: HttpRequest, decision: Decision, export: str = "") -> bool:
+        """Record the access before serving it; False if it could not be recorded.
+
+        An export (`export`: what its body asked for) gets a row of its own; other
+        reads one per bucket.
+        """
+        detail = f"export granted: {export}" if export else "granted; covers this bucket's reads"
         try:
-            self.record(request, decision, None, bucketed=True, detail="granted; covers this bucket's reads")
+            self.record(request, decision, None, bucketed=not export, detail=detail)
         except DatabaseError as error:
             logger.error("audit write failed, refusing %s %s: %s", request.method, request.path, error)
             return False
@@ -453,7 +475,35 @@ class OrthancProxyView(ProxyView):
             return errors.from_orthanc(request, upstream)
         if request.method == "POST" and upstream.status == 200 and is_stow(decision.path):
             return self.stow_response(request, decision, upstream)
+        if is_export(decision.path) and upstream.headers.get("Content-Type", "").startswith(
+            "application/json"
+        ):
+            return self.export_job_response(request, decision, upstream)
         return self.client_response(request, decision, upstream)
+
+    def export_job_response(
+        self, request: HttpRequest, decision: Decision, upstream: urllib3.BaseHTTPResponse
+    ) -> HttpResponseBase:
+        """An export made a job: remember whose data it holds before the client can ask for it."""
+        head = upstream.read(MAX_JOB_ANSWER + 1, decode_content=True)
+        upstream.release_conn()
+        try:
+            job_id = str(json.loads(head).get("ID", ""))
+        except (ValueError, AttributeError):
+            job_id = ""
+        if job_id and len(head) <= MAX_JOB_ANSWER:
+            subject = decision.subject
+            try:
+                ExportJob.objects.get_or_create(
+                    job_id=job_id[:64],
+                    defaults={"patient_id": subject.patient_id, "study_uid": subject.study_uid},
+                )
+            except DatabaseError as error:
+                # The job runs anyway; its download will be refused as unattributed.
+                logger.error("could not remember export job %s: %s", job_id, error)
+        response = HttpResponse(head, status=upstream.status, content_type=upstream.headers["Content-Type"])
+        response["Cache-Control"] = "no-store, private"
+        return response
 
     def stow(
         self,
@@ -544,6 +594,13 @@ class OrthancProxyView(ProxyView):
         # Patient data stays off shared workstations' disks.
         response["Cache-Control"] = "no-store, private"
         return response
+
+
+def export_detail(admin_body: AdminBody | None) -> str:
+    """What an export's body asked for, as its audit row's detail ('' for anything else)."""
+    if admin_body is None or admin_body.parsed is None or not isinstance(admin_body.data, bytes):
+        return ""
+    return admin_body.data.decode("utf-8", "replace")[:900]
 
 
 def admin_stream(admin_body: AdminBody | None) -> io.BytesIO | PrefixedBody | None:

@@ -146,7 +146,9 @@ def test_two_workers_opening_one_study_at_once_write_one_row_per_bucket(
     def fetch(index: int) -> int:
         # A new connection each time, so both workers take requests.
         headers = {"Accept": "application/dicom+json", "Connection": "close"}
-        return requests.get(f"{url}?n={index}", auth=auth, headers=headers, timeout=60).status_code
+        return requests.get(
+            f"{url}?SeriesDescription=n{index}", auth=auth, headers=headers, timeout=60
+        ).status_code
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         statuses = list(pool.map(fetch, range(64)))

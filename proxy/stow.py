@@ -6,7 +6,9 @@ stored under a study that another patient owns. So each part is spooled (in
 memory up to SPOOL_IN_MEMORY, then to a temporary file), its header read up to
 the pixel data and checked; only the parts that pass go on to Orthanc, and the
 refused ones are listed in the answer's Failed SOP Sequence the way STOW-RS
-defines it.
+defines it. The check believes pydicom's reading only of a file that
+proxy.dicomscan found has no other: Orthanc stores what DCMTK reads, and the
+two part ways on repeated elements, a second file meta group and the like.
 
 Parts go on in batches as soon as each batch is checked, in one chunked request
 to Orthanc, so the client's upload, the checks and Orthanc's storing overlap
@@ -26,11 +28,11 @@ from typing import IO, Any
 
 import pydicom
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_dataset
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.multival import MultiValue
 from pydicom.valuerep import VR
 
 from orthanc import lookups
+from proxy import dicomscan
 from proxy.errors import IncompleteBody
 
 READ_BLOCK = 1024 * 1024
@@ -172,11 +174,15 @@ def check(part: Part, study_in_path: str) -> None:
     if len(preamble) < 132 or preamble[128:132] != b"DICM":
         refuse(part, "not a DICOM Part 10 file (no DICM after the 128-byte preamble)", CANNOT_UNDERSTAND)
         return
+    # pydicom decides here and DCMTK stores in Orthanc: only a file both read one way may pass.
+    reading = dicomscan.read(part.file, part.size, MAX_DEPTH)
+    if reading.refusal:
+        code = TRANSFER_SYNTAX_NOT_SUPPORTED if reading.unsupported else CANNOT_UNDERSTAND
+        refuse(part, reading.refusal, code)
+        part.sop_class_uid = valid_uid(reading.sop_class_uid)
+        part.sop_uid = valid_uid(reading.sop_uid)
+        return
     try:
-        if transfer_syntax_of(part.file) == DeflatedExplicitVRLittleEndian:
-            # pydicom would inflate the whole body at once, unbounded: a few MB can become GBs.
-            refuse(part, "the deflated transfer syntax is not accepted", TRANSFER_SYNTAX_NOT_SUPPORTED)
-            return
         part.file.seek(0)
         # The whole file, past the pixel data too: Orthanc parses what follows it. Values
         # longer than DEFER_SIZE (the pixel data) are passed over, not read.
@@ -211,17 +217,6 @@ def check(part: Part, study_in_path: str) -> None:
 
 class UnsafeEncoding(ValueError):
     """An element pydicom and Orthanc's parser (DCMTK) would read differently."""
-
-
-def transfer_syntax_of(file: IO[bytes]) -> str:
-    """The file meta's Transfer Syntax UID, read on its own (file meta is always explicit VR)."""
-    file.seek(132)
-    meta = read_dataset(file, is_implicit_VR=False, is_little_endian=True, stop_when=past_file_meta)
-    return str(meta.get("TransferSyntaxUID", "") or "").strip("\x00 ")
-
-
-def past_file_meta(tag: Any, vr: str | None, length: int) -> bool:
-    return bool(tag.group != 0x0002)
 
 
 def nesting_depth(dataset: Any) -> int:
@@ -263,20 +258,53 @@ def undefined_length(element: Any) -> bool:
 
 
 def read_identifiers(part: Part, dataset: Any) -> bool:
+    """The UIDs and PatientID as Orthanc will store them, or False with the part refused.
+
+    A PatientID Orthanc would store otherwise than read here is refused, not
+    normalised: the archive checks and the audit go by what was read.
+    """
+    uids = {}
     for keyword in REQUIRED:
         value = str(dataset.get(keyword, "") or "").strip("\x00 ")
         if not value:
             refuse(part, f"{keyword} is missing", CANNOT_UNDERSTAND)
             return False
-        if len(value) > 64 or not UID.fullmatch(value):
+        if not valid_uid(value):
             refuse(part, f"{keyword} is not a valid UID (digits and dots, at most 64)", CANNOT_UNDERSTAND)
             return False
-    part.study_uid = str(dataset.StudyInstanceUID).strip("\x00 ")
-    part.series_uid = str(dataset.SeriesInstanceUID).strip("\x00 ")
-    part.sop_uid = str(dataset.SOPInstanceUID).strip("\x00 ")
-    part.sop_class_uid = str(dataset.SOPClassUID).strip("\x00 ")
-    part.patient_id = str(dataset.get("PatientID", "") or "").strip("\x00 ")[:64]
+        uids[keyword] = value
+    part.study_uid, part.series_uid = uids["StudyInstanceUID"], uids["SeriesInstanceUID"]
+    part.sop_uid, part.sop_class_uid = uids["SOPInstanceUID"], uids["SOPClassUID"]
+    patient_id = dataset.get("PatientID", "") or ""
+    refusal = patient_id_refusal(patient_id)
+    if refusal:
+        refuse(part, refusal, CANNOT_UNDERSTAND)
+        return False
+    part.patient_id = str(patient_id).rstrip("\x00 ")
     return True
+
+
+def patient_id_refusal(value: Any) -> str:
+    """Why Orthanc would file the part under another PatientID than `value` reads ("" if it would not).
+
+    Orthanc stores "A\\B" where pydicom reads two values, cuts a value at its
+    first NUL, and keeps leading spaces; a value past LO's 64 characters would
+    be cut short in the audit.
+    """
+    if isinstance(value, MultiValue):
+        return "PatientID holds more than one value"
+    text = str(value).rstrip("\x00 ")
+    if len(text) > 64:
+        return "PatientID is longer than 64 characters"
+    if text.startswith(" "):
+        return "PatientID begins with a space"
+    if any(ord(character) < 0x20 and character != "\x1b" for character in text):
+        return "PatientID holds a control character"
+    return ""
+
+
+def valid_uid(value: str) -> str:
+    return value if len(value) <= 64 and UID.fullmatch(value) else ""
 
 
 def refuse(part: Part, reason: str, code: int, conflict: bool = False) -> None:

@@ -137,7 +137,8 @@ def revoke(request: HttpRequest, share: Share) -> bool:
 def record_open(
     request: HttpRequest, share: Share | None, status: int, patient_id: str = "", problem: str = ""
 ) -> None:
-    """Every attempt to open a link is recorded, under the share's owner when the link is known."""
+    """An attempt to open a link, under the share's owner when the link is known (a throttled
+    address's attempts write one row per throttled window: accounts.share_views)."""
     AuditEvent.objects.record(
         Action.SHARE_OPENED,
         request=request,

@@ -150,6 +150,8 @@ class Front:
     tls_key: str = ""
     decision_seconds: int = 5
     max_body: str = "4g"
+    max_uploads: int = 8  # NGINX_MAX_UPLOADS
+    max_uploads_per_client: int = 4  # NGINX_MAX_UPLOADS_PER_CLIENT
     read_timeout: int = 120
     workers: int = 2
     site_proxies: tuple[str, ...] = ()  # addresses or networks (SITE_PROXIES)
@@ -233,6 +235,8 @@ class Front:
             "NGINX_REAL_IP": real_ip(self.site_proxies),
             "NGINX_GZIP": "on" if self.gzip else "",
             "NGINX_MAX_BODY": self.max_body,
+            "NGINX_MAX_UPLOADS": str(self.max_uploads),
+            "NGINX_MAX_UPLOADS_PER_CLIENT": str(self.max_uploads_per_client),
             # nginx keeps cache entries by whole seconds, one more than asked at worst.
             "NGINX_DECISION_SECONDS": str(max(self.decision_seconds - 1, 0)),
             "NGINX_DECISION_CACHE": str(self.decision_cache),
@@ -435,6 +439,8 @@ def from_settings(port: int, socket_path: Path) -> Front:
         tls_key=os.environ.get("TLS_KEY_FILE", ""),
         decision_seconds=settings.NGINX_DECISION_SECONDS,
         max_body=settings.NGINX_MAX_BODY,
+        max_uploads=settings.NGINX_MAX_UPLOADS,
+        max_uploads_per_client=settings.NGINX_MAX_UPLOADS_PER_CLIENT,
         read_timeout=settings.ORTHANC_READ_TIMEOUT,
         site_proxies=tuple(str(network) for network in settings.SITE_PROXIES),
         gzip=settings.NGINX_GZIP,
@@ -478,6 +484,8 @@ def container_from_settings(directory: Path) -> ContainerFront:
         tls_key=env_str("TLS_KEY_FILE"),
         decision_seconds=settings.NGINX_DECISION_SECONDS,
         max_body=settings.NGINX_MAX_BODY,
+        max_uploads=settings.NGINX_MAX_UPLOADS,
+        max_uploads_per_client=settings.NGINX_MAX_UPLOADS_PER_CLIENT,
         read_timeout=settings.ORTHANC_READ_TIMEOUT,
         site_proxies=tuple(str(network) for network in settings.SITE_PROXIES),
         gzip=settings.NGINX_GZIP,

@@ -203,6 +203,17 @@ if not NGINX_DECISION_CACHE_DIR and PORTAL_FRONT == "nginx":
 NGINX_MAX_BODY = env_str("NGINX_MAX_BODY", "4g")
 if not re.fullmatch(r"[0-9]+[kmg]?", NGINX_MAX_BODY):
     raise ImproperlyConfigured(f"NGINX_MAX_BODY={NGINX_MAX_BODY!r}: a size such as 4g or 500m")
+# Uploads stream to gunicorn as they arrive, each holding a thread while it lasts: nginx
+# lets at most this many in at once (in all, and from one client address), so that pages,
+# decisions and reads always have threads; the excess gets 429. At most half the threads
+# by default (WEB_WORKERS x WEB_THREADS, read as gunicorn.conf.py reads them).
+WEB_THREADS_IN_ALL = env_int("WEB_WORKERS", 2, minimum=1) * env_int("WEB_THREADS", 8, minimum=1)
+NGINX_MAX_UPLOADS = env_int(
+    "NGINX_MAX_UPLOADS", max(WEB_THREADS_IN_ALL // 2, 1), minimum=1, maximum=max(WEB_THREADS_IN_ALL - 2, 1)
+)
+NGINX_MAX_UPLOADS_PER_CLIENT = env_int(
+    "NGINX_MAX_UPLOADS_PER_CLIENT", min(4, NGINX_MAX_UPLOADS), minimum=1, maximum=NGINX_MAX_UPLOADS
+)
 # The front's TLS (TLS_CERT_FILE): the HSTS max-age nginx sends on every answer over TLS,
 # Mozilla's two years by default (its scope follows SECURE_HSTS_INCLUDE_SUBDOMAINS and
 # SECURE_HSTS_PRELOAD; 0 tells browsers to forget it); OCSP stapling, with the CA

@@ -26,6 +26,7 @@ def start_front(portal: LivePortal, orthanc: OrthancServer, workers: int = 1) ->
         workers=workers,
         site_proxies=tuple(filter(None, portal.env.get("SITE_PROXIES", "").split(","))),
         gzip=portal.env.get("NGINX_GZIP") == "true",
+        **upload_limits(portal.env),
     )
     portal.env["NGINX_DECISION_CACHE_DIR"] = str(front.decision_cache)  # as manage.py serve sets it
     try:
@@ -34,3 +35,13 @@ def start_front(portal: LivePortal, orthanc: OrthancServer, workers: int = 1) ->
         pytest.fail(str(error), pytrace=False)
     portal.front = front  # type: ignore[attr-defined]
     return front
+
+
+def upload_limits(env: dict[str, str]) -> dict[str, int]:
+    """NGINX_MAX_UPLOADS and NGINX_MAX_UPLOADS_PER_CLIENT as the portal's settings read them."""
+    threads = int(env.get("WEB_WORKERS", "2")) * int(env.get("WEB_THREADS", "8"))
+    total = int(env.get("NGINX_MAX_UPLOADS") or max(threads // 2, 1))
+    return {
+        "max_uploads": total,
+        "max_uploads_per_client": int(env.get("NGINX_MAX_UPLOADS_PER_CLIENT") or min(4, total)),
+    }

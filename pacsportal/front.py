@@ -35,7 +35,7 @@ MEMORY_FILESYSTEM = Path("/dev/shm")  # noqa: S108
 ACCESS_LOG_FORMAT = (
     "log_format pacsportal escape=json '{"
     '"time":"$time_iso8601","client":"$remote_addr","user":"$pacs_user","method":"$request_method",'
-    '"path":"$uri","status":$status,"bytes":$body_bytes_sent,"seconds":$request_time'
+    '"path":"$pacs_request_path","status":$status,"bytes":$body_bytes_sent,"seconds":$request_time'
     "}';"
 )
 # compose.yaml's front container: the port it listens on (published as WEB_PORT),

@@ -198,6 +198,14 @@ def test_it_answers_refusals_as_django_wrote_them_and_records_each_once(fronted:
     assert unknown.status_code == 404 and unknown.headers["Content-Type"].startswith("text/html")
     rows = [(row["username"], row["status"]) for row in fronted.audit_events(start)]
     assert rows == [("", 401), ("eve", 403), ("alice", 400), ("alice", 404)]
+    # nginx's log names what was asked, not the page that worded the refusal.
+    deadline = time.monotonic() + 5
+    while not any(
+        line["path"] == "/pacs/dicom-web/studies/1.2.3.4.5/metadata" for line in nginx_lines(fronted)
+    ):
+        assert time.monotonic() < deadline, "the refusal is not in nginx's access log under the path asked"
+        time.sleep(0.1)
+    assert not any("/_front/" in str(line["path"]) for line in nginx_lines(fronted))
 
 
 def test_it_words_orthancs_own_errors_like_the_django_door(

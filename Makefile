@@ -18,7 +18,7 @@ VERSIONS_REPORT := test-artifacts/orthanc-versions.txt
 FRONT_TESTS := tests/test_proxy_roles.py tests/test_attribution.py tests/test_viewer_e2e.py \
 	tests/test_proxy_corpus.py tests/test_live_sessions.py tests/test_audit_live.py tests/test_proxy_dicomweb_client.py \
 	tests/test_stow_hostile.py tests/test_hostile_clients.py tests/test_live_shares.py tests/test_shares_browser.py \
-	tests/test_live_tokens.py tests/test_one_reading_credentials.py tests/test_one_reading_queries.py tests/test_admin_stow.py tests/test_admin_exports.py tests/test_stow_encoding.py
+	tests/test_live_tokens.py tests/test_one_reading_credentials.py tests/test_one_reading_queries.py tests/test_admin_stow.py tests/test_admin_exports.py
 
 .PHONY: run test lint bench system-run system-test orthanc-other clean help
 

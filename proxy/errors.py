@@ -16,6 +16,20 @@ class IncompleteBody(Exception):
     """The client sent less of a body than it announced."""
 
 
+def is_navigation(request: HttpRequest) -> bool:
+    """A browser loading a page (worth a redirect to the log-in page), not an API client.
+
+    Browsers say so with Sec-Fetch-Mode (to secure origins only); over plain HTTP they
+    send Upgrade-Insecure-Requests on every navigation. Accept alone cannot tell: API
+    clients (httplib2, Java's URLConnection) accept text/html too, and need the 401's
+    challenge before they send their credential.
+    """
+    mode = request.META.get("HTTP_SEC_FETCH_MODE")
+    if mode is not None:
+        return mode == "navigate"
+    return request.META.get("HTTP_UPGRADE_INSECURE_REQUESTS") == "1" and wants_html(request)
+
+
 def wants_html(request: HttpRequest) -> bool:
     accept = request.META.get("HTTP_ACCEPT", "")
     return "text/html" in accept and "json" not in accept

@@ -263,6 +263,9 @@ def read_identifiers(part: Part, dataset: Any) -> bool:
     A PatientID Orthanc would store otherwise than read here is refused, not
     normalised: the archive checks and the audit go by what was read.
     """
+    # Whatever else is wrong, a refused part is named in the Failed SOP Sequence when it can be.
+    part.sop_class_uid = valid_uid(str(dataset.get("SOPClassUID", "") or "").strip("\x00 "))
+    part.sop_uid = valid_uid(str(dataset.get("SOPInstanceUID", "") or "").strip("\x00 "))
     uids = {}
     for keyword in REQUIRED:
         value = str(dataset.get(keyword, "") or "").strip("\x00 ")

@@ -641,6 +641,10 @@ def stow_result(answer: bytes) -> tuple[list[str], str]:
 
 
 def stow_answer(status: int, refused: list[stow.Part], answer: dict[str, Any]) -> HttpResponse:
+    # The Store Instances Response as Orthanc gives it: Specific Character Set (this JSON is
+    # UTF-8) and the Referenced SOP Sequence, empty when nothing was stored.
+    answer.setdefault("00080005", {"vr": "CS", "Value": ["ISO_IR 192"]})
+    answer.setdefault("00081199", {"vr": "SQ"})
     failed = answer.setdefault("00081198", {"vr": "SQ", "Value": []})
     failed.setdefault("Value", []).extend(stow.failed_item(part) for part in refused)
     response = HttpResponse(json.dumps(answer), status=status, content_type="application/dicom+json")
@@ -686,7 +690,7 @@ class AdminProxyView(OrthancProxyView):
 
     def refusal(self, request: HttpRequest, decision: Decision) -> HttpResponseBase:
         anonymous = not decision.identity.is_authenticated and decision.status == 401
-        if anonymous and request.method in SAFE_METHODS and errors.wants_html(request):
+        if anonymous and request.method in SAFE_METHODS and errors.is_navigation(request):
             return redirect_to_login(request.get_full_path())
         return super().refusal(request, decision)
 

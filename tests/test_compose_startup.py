@@ -668,7 +668,14 @@ def test_it_serves_https_with_http2_through_the_front_after_the_documented_insta
     )
     assert studies.status_code in (200, 204), studies.text
     assert studies.headers["Cache-Control"] == "no-store, private"
-    streamed = [line for line in front.access_log() if line["path"] == "/pacs/dicom-web/studies"]
+    # nginx writes a request's log line after its last byte: the client may read first.
+    deadline = time.monotonic() + 5
+    while not (
+        streamed := [line for line in front.access_log() if line["path"] == "/pacs/dicom-web/studies"]
+    ):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert [line["user"] for line in streamed] == ["admin (session)"], "nginx did not stream the read"
     # The portal (uid 10001) empties the front's decision cache (nginx's user's files) on logout:
     # the cookie, replayed, is refused at once.

@@ -99,7 +99,8 @@ def answered(body: bytes, target: str) -> list[tuple[str, str]]:
 
 
 def row_of(portal: LivePortal, source: str, after: int) -> dict[str, object]:
-    rows = [row for row in portal.audit_events(after) if row["client_ip"] == source]
+    # str(): PostgreSQL's inet column comes back as an address object.
+    rows = [row for row in portal.audit_events(after) if str(row["client_ip"]) == source]
     assert len(rows) == 1, (source, rows)
     return rows[0]
 

@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -438,21 +439,26 @@ def test_hsts_covers_subdomains_and_preload_only_when_asked(tmp_path: Path) -> N
     assert a_front(tmp_path, **tls, hsts_seconds=300).values()["NGINX_HSTS"] == "max-age=300"
 
 
+def a_container_front(memory: Path, **options: Any) -> ContainerFront:
+    """compose.yaml's front with TLS, its configuration written into `memory` (a tmpfs)."""
+    return ContainerFront(
+        work_dir=memory,
+        port=front.CONTAINER_PORT,
+        portal_upstream="web:8000",
+        orthanc_upstream="orthanc:8042",
+        orthanc_user="pacsportal",
+        orthanc_password="secret",
+        tls_cert="/certs/cert.pem",
+        tls_key="/certs/key.pem",
+        version=front.COMPOSE_FRONT_VERSION,
+        **options,
+    )
+
+
 def test_the_compose_front_gets_the_same_tls_profile(tmp_path: Path) -> None:
     memory = Path(tempfile.mkdtemp(prefix="pacsportal-tls-profile-", dir="/dev/shm"))
     try:
-        container = ContainerFront(
-            work_dir=memory,
-            port=front.CONTAINER_PORT,
-            portal_upstream="web:8000",
-            orthanc_upstream="orthanc:8042",
-            orthanc_user="pacsportal",
-            orthanc_password="secret",
-            tls_cert="/certs/cert.pem",
-            tls_key="/certs/key.pem",
-            version=front.COMPOSE_FRONT_VERSION,
-        )
-        container.write_config()
+        a_container_front(memory).write_config()
         rendered = (memory / "pacsportal.conf").read_text()
     finally:
         shutil.rmtree(memory, ignore_errors=True)
@@ -484,20 +490,8 @@ def test_it_refuses_tls_options_that_do_nothing(
 def test_the_compose_front_refuses_a_redirect_listener_compose_does_not_publish() -> None:
     memory = Path(tempfile.mkdtemp(prefix="pacsportal-tls-profile-", dir="/dev/shm"))
     try:
-        container = ContainerFront(
-            work_dir=memory,
-            port=front.CONTAINER_PORT,
-            portal_upstream="web:8000",
-            orthanc_upstream="orthanc:8042",
-            orthanc_user="pacsportal",
-            orthanc_password="secret",
-            tls_cert="/certs/cert.pem",
-            tls_key="/certs/key.pem",
-            http_redirect_port=8080,
-            version=front.COMPOSE_FRONT_VERSION,
-        )
         with pytest.raises(FrontStartError, match="HTTP_REDIRECT_PORT"):
-            container.write_config()
+            a_container_front(memory, http_redirect_port=8080).write_config()
     finally:
         shutil.rmtree(memory, ignore_errors=True)
 

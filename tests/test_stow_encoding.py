@@ -481,6 +481,9 @@ def reidentified(data: bytes) -> bytes:
     """The same file in the same encoding, with UIDs and a PatientID of its own."""
     dataset = pydicom.dcmread(io.BytesIO(data))
     dataset.PatientID = f"ONE-READING-{secrets.token_hex(4)}"
+    # Not the demo's name or description: other tests count "Demo*" patients and open the
+    # demo CT by its description in the study list.
+    dataset.PatientName, dataset.StudyDescription = "One^Reading", "One reading (test)"
     dataset.StudyInstanceUID, dataset.SeriesInstanceUID = generate_uid(), generate_uid()
     dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     buffer = io.BytesIO()

@@ -13,7 +13,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 
 from accounts.authentication import ANONYMOUS, AmbiguousCredentials, BadCredentials, Identity, identify
@@ -80,7 +79,6 @@ def decide(
         identity = identify(request)
     except AmbiguousCredentials as error:
         # Nobody is named: which of the credentials was meant is exactly what is unknown.
-        request.user = AnonymousUser()
         unnamed = dataclasses.replace(verdict, identity=ANONYMOUS)
         return refuse(unnamed, 400, f"ambiguous credentials: {error}")
     except BadCredentials as error:

@@ -330,6 +330,8 @@ class OrthancProxyView(ProxyView):
         AuditEvent.objects.record(
             decision.action,
             request=request,
+            # The decision's, not the request's: an ambiguous credential names nobody.
+            user=decision.identity.user,
             credential=decision.identity.credential,
             status=status,
             success=status is None or status < 400,

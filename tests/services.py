@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -24,10 +25,37 @@ from psycopg.rows import dict_row
 REPO = Path(__file__).resolve().parent.parent
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing holds now, outside the kernel's ephemeral range.
+
+    Ports are picked now and bound later by another process. Below the ephemeral
+    range, no outgoing connection (Orthanc's to PostgreSQL, say) can take one in
+    between; and a port is never handed out twice, so two servers set up before
+    either starts cannot be given the same one.
+    """
+    low = ephemeral_range()[0]
+    while True:
+        port = random.randrange(max(1024, low - 20000), low)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+
+
+def ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def require_binary(path: str, install: str) -> str:

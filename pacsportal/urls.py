@@ -7,6 +7,7 @@ from django.urls import include, path
 from accounts.forms import LoginForm
 from accounts.middleware import share_visitors_allowed
 from pacsportal import views
+from proxy import nginx as proxy_nginx
 from proxy import views as proxy_views
 
 urlpatterns = [
@@ -37,12 +38,12 @@ urlpatterns = [
     path("pacs/<path:path>", share_visitors_allowed(proxy_views.pacs, decides_itself=True), name="pacs"),
     path(
         "_front/decide/<str:mount>",
-        share_visitors_allowed(proxy_views.front_decision, decides_itself=True),
+        share_visitors_allowed(proxy_nginx.front_decision, decides_itself=True),
         name="front-decision",
     ),
     path(
         "_front/refusal",
-        share_visitors_allowed(proxy_views.front_refusal_page, decides_itself=True),
+        share_visitors_allowed(proxy_nginx.front_refusal_page, decides_itself=True),
         name="front-refusal",
     ),
     # Reached, so that the decision refuses a visitor and records it.

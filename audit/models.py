@@ -96,21 +96,23 @@ class AuditEventManager(models.Manager["AuditEvent"]):
         path: str | None = None,
         query: str | None = None,
         method: str | None = None,
+        client: str | None = None,
+        user_agent: str | None = None,
     ) -> AuditEvent | None:
         """The only way audit rows are written. Raises if the row cannot be stored.
 
         `user` defaults to the request's user; pass None for events with no
         authenticated user (a failed login names its username instead). A
         `bucketed` read returns None when this bucket's row already exists.
-        `path`, `query` and `method` replace the request's; for nginx's decision
-        sub-request they default to the request nginx holds (`pacs_original`), so
-        that a failed login or a lockout met there names the path that was asked for.
+        `path`, `query`, `method`, `client` and `user_agent` replace the request's:
+        the proxy passes what its doors read once, and no request.
         """
-        original = getattr(request, "pacs_original", None)
-        if original is not None:
-            path = original.path if path is None else path
-            query = original.query_string if query is None else query
-            method = original.method if method is None else method
+        if request is not None:
+            client = client_ip(request) if client is None else client
+            user_agent = request.META.get("HTTP_USER_AGENT", "") if user_agent is None else user_agent
+            method = method or request.method
+            path = request.path if path is None else path
+            query = request.META.get("QUERY_STRING", "") if query is None else query
         if user is FROM_REQUEST:
             user = getattr(request, "user", None)
         if user is not None and not user.is_authenticated:
@@ -120,15 +122,11 @@ class AuditEventManager(models.Manager["AuditEvent"]):
             user=user,
             username=(user.get_username() if user is not None else username)[:150],
             credential=credential[:64],
-            client_ip=client_ip(request) if request is not None else None,
-            user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[
-                :USER_AGENT_LENGTH
-            ],
-            method=(method or (request.method if request is not None else "") or "")[:10],
-            path=(path if path is not None else request.path if request is not None else "")[:PATH_LENGTH],
-            query=(query if query is not None else request.META.get("QUERY_STRING", "") if request else "")[
-                :PATH_LENGTH
-            ],
+            client_ip=client,
+            user_agent=(user_agent or "")[:USER_AGENT_LENGTH],
+            method=(method or "")[:10],
+            path=(path or "")[:PATH_LENGTH],
+            query=(query or "")[:PATH_LENGTH],
             status=status,
             success=success,
             study_uid=study_uid[:64],

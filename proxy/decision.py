@@ -13,21 +13,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.http import HttpRequest
-
-from accounts.authentication import ANONYMOUS, AmbiguousCredentials, BadCredentials, Identity, identify
+from accounts.authentication import Identity
 from orthanc.lookups import LookupFailed
 from proxy import origin, paths, query, rules, shares, subjects
+from proxy.asked import Asked
 from proxy.subjects import Subject
-
-
-@dataclass(frozen=True)
-class Original:
-    """The request line being decided: the one Django received, or the one nginx holds."""
-
-    method: str
-    raw_uri: str | None
-    query_string: str
 
 
 @dataclass(frozen=True)
@@ -56,42 +46,22 @@ class Decision:
         return "/" + paths.quoted(self.path) + (f"?{self.query}" if self.query else "")
 
 
-def decide(
-    request: HttpRequest,
-    mount: str,
-    path: str,
-    body: Any = None,
-    original: Original | None = None,
-) -> Decision:
-    """Decide one request to `mount` ("pacs" or "pacs-admin") for `path` below it.
-
-    `body` is a /pacs-admin request's parsed JSON body, when it has one;
-    `original` the request nginx holds, when nginx asks (its credentials and
-    cookies are those of `request`, which nginx forwards to us).
-    """
-    original = original or Original(
-        request.method or "GET", request.META.get("RAW_URI"), request.META.get("QUERY_STRING", "")
-    )
-    method = original.method
-    verdict = Decision(mount, rules.action(mount, method, path), Identity(request.user, ""))
+def decide(asked: Asked, body: Any = None) -> Decision:
+    """Decide one request read by a door; `body` is a /pacs-admin request's parsed JSON body."""
+    mount, method = asked.mount, asked.method
+    verdict = Decision(mount, rules.action(mount, method, asked.path), asked.identity)
     # Who first, then the path: the audit trail names who tried a hostile path.
-    try:
-        identity = identify(request)
-    except AmbiguousCredentials as error:
-        # Nobody is named: which of the credentials was meant is exactly what is unknown.
-        unnamed = dataclasses.replace(verdict, identity=ANONYMOUS)
-        return refuse(unnamed, 400, f"ambiguous credentials: {error}")
-    except BadCredentials as error:
-        return refuse(verdict, 401, str(error))
-    verdict = Decision(mount, verdict.action, identity)
-    if getattr(request, "axes_locked_out", False):
+    if asked.credential_status:
+        return refuse(verdict, asked.credential_status, asked.credential_problem)
+    identity = asked.identity
+    if asked.locked_out:
         return refuse(verdict, 429, "too many failed logins; try again later")
     if not identity.is_authenticated:
         return refuse(verdict, 401, "authentication required")
     try:
-        clean_path = paths.clean(path, original.raw_uri)
+        clean_path = paths.clean(asked.path, asked.raw_uri)
         clean_query = query.parse(
-            original.query_string, wado_uri=paths.is_wado_uri(clean_path), qido=paths.is_qido(clean_path)
+            asked.query_string, wado_uri=paths.is_wado_uri(clean_path), qido=paths.is_qido(clean_path)
         )
     except (paths.UnsafePath, query.UnsafeQuery) as error:
         return refuse(verdict, 400, str(error))
@@ -105,20 +75,11 @@ def decide(
     verdict = Decision(
         mount, rules.action(mount, method, clean_path), identity, path=clean_path, query=clean_query.text
     )
-
-    def can(permission: str) -> bool:
-        return identity.can(permission)
-
-    refusal = rules.BY_MOUNT[mount](method, clean_path, can)
+    refusal = rules.BY_MOUNT[mount](method, clean_path, identity.can)
     if refusal is not None:
         return refuse(verdict, refusal.status, refusal.reason, allow=refusal.allow)
-    if origin.is_cross_site(
-        method,
-        request.META.get("HTTP_SEC_FETCH_SITE"),
-        request.META.get("HTTP_ORIGIN"),
-        f"{request.scheme}://{request.get_host()}",
-        session=identity.credential == "session" or identity.share is not None,
-    ):
+    session = identity.credential == "session" or identity.share is not None
+    if origin.is_cross_site(method, asked.sec_fetch_site, asked.origin, asked.own_origin, session=session):
         return refuse(verdict, 403, "cross-site request refused")
     try:
         if mount == rules.PACS:
@@ -133,7 +94,7 @@ def decide(
         refusal = shares.check_subject(scope, subject)
         if refusal is not None:
             return refuse(dataclasses.replace(verdict, subject=subject), refusal.status, refusal.reason)
-    return Decision(mount, verdict.action, identity, path=clean_path, query=clean_query.text, subject=subject)
+    return dataclasses.replace(verdict, subject=subject)
 
 
 def refuse(verdict: Decision, status: int, reason: str, allow: str = "") -> Decision:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -22,17 +20,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from accounts.authentication import SESSION, Identity
-from proxy import errors, rules
-from proxy.decision import Original, decide
+from proxy import accesses, errors, rules
+from proxy.asked import NotAsked, of_nginx
+from proxy.decision import decide
 from proxy.origin import SAFE_METHODS
-from proxy.views import PacsProxyView
 
 logger = logging.getLogger("proxy")
-
-
-@dataclass(frozen=True)
-class FrontOriginal(Original):
-    path: str = ""
 
 
 @login_not_required
@@ -48,45 +41,29 @@ def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
     once, and answered as a bodiless 401 or 403 carrying its real status and
     reason in headers, which nginx has `front_refusal_page` word.
     """
-    uri = request.META.get("HTTP_X_ORIGINAL_URI", "")
-    method = request.META.get("HTTP_X_ORIGINAL_METHOD", "")
-    prefix = f"/{rules.PACS}/"
-    if mount != rules.PACS or not method or not uri.startswith(prefix):
+    if mount != rules.PACS:
         return HttpResponse(status=403)
-    raw_path, _, query_string = uri.partition("?")
+    # Counted from before the session and user were read (proxy.middleware, which must run).
+    started = request.pacs_started  # type: ignore[attr-defined]
     try:
-        path = unquote_to_bytes(raw_path[len(prefix) :]).decode("utf-8")
-    except UnicodeDecodeError:
-        return HttpResponse(status=403)  # the door answers the 400
-    original = FrontOriginal(method, uri, query_string, path=raw_path)
-    request.pacs_original = original  # type: ignore[attr-defined]
-    door = PacsProxyView()
-    door.started = time.monotonic()
-    try:
-        decision = decide(request, rules.PACS, path, original=original)
+        asked = of_nginx(request, mount, started)
+        decision = decide(asked)
+    except NotAsked:
+        return HttpResponse(status=403)  # the Django door answers the 400
     except DatabaseError as error:
         logger.error("database unavailable: %s", error)
         return front_refusal(503, "the portal's database is not available")
-    finally:
-        # django-axes' middleware would answer its own 429 (the decision says 429 itself),
-        # which auth_request takes for an error (500): nginx would then hand the request
-        # to the Django door, deciding it twice.
-        request.axes_locked_out = False  # type: ignore[attr-defined]
-    if decision.identity.is_authenticated:
-        request.user = decision.identity.user
     if not decision.allowed:
-        refusal = door.refused(request, decision)  # recorded here, once; nginx has Django word it
-        return front_refusal(refusal.status_code, decision.reason, decision.allow)
-    if method not in SAFE_METHODS:
+        accesses.record_refusal(asked, decision, decision.status)
+        return front_refusal(decision.status, decision.reason, decision.allow)
+    if asked.method not in SAFE_METHODS:
         return HttpResponse(status=204)
-    if not door.record_read(request, decision):
+    if not accesses.record_read(asked, decision):
         return front_refusal(503, "the access could not be audited, so it was refused")
     response = HttpResponse(status=204)
     response["X-Pacs-Target"] = decision.target
     response["X-Pacs-User"] = f"{decision.identity.user.get_username()} ({decision.identity.credential})"
-    # Counted from before the session and user were read (proxy.middleware, which must run).
-    took = time.monotonic() - request.pacs_started  # type: ignore[attr-defined]
-    reuse = reuse_seconds(decision.identity, took)
+    reuse = reuse_seconds(decision.identity, time.monotonic() - started)
     if reuse is not None:
         response["X-Accel-Expires"] = str(reuse)
     return response
@@ -97,17 +74,23 @@ def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
 FRESH_DECISION_SECONDS = 0.5
 
 
+def nginx_cache_seconds(seconds: float) -> int:
+    """What to ask nginx for so that it reuses a decision at most `seconds`: it keeps
+    an entry up to a second longer than asked. The one place the reuse time is reckoned:
+    the rendered config's proxy_cache_valid and each answer's X-Accel-Expires use it."""
+    return max(int(seconds) - 1, 0)
+
+
 def reuse_seconds(identity: Identity, took: float) -> int | None:
-    """How long nginx may reuse this allowed read's decision (None: NGINX_DECISION_SECONDS)."""
+    """How long nginx may reuse this allowed read's decision (None: as configured for sessions)."""
     if identity.share is not None or took > FRESH_DECISION_SECONDS:
         return 0  # a share is never reused: revoking it ends it on the next request
     if identity.credential == SESSION:
         return None
-    # nginx keeps entries up to a second longer than asked, as for sessions (pacsportal/front.py).
-    seconds = max(settings.NGINX_API_DECISION_SECONDS - 1, 0)
+    seconds: float = settings.NGINX_API_DECISION_SECONDS
     if identity.expires_at is not None:
-        seconds = min(seconds, max(int((identity.expires_at - timezone.now()).total_seconds()) - 1, 0))
-    return seconds
+        seconds = min(seconds, (identity.expires_at - timezone.now()).total_seconds())
+    return nginx_cache_seconds(seconds)
 
 
 def front_refusal(status: int, reason: str, allow: str = "") -> HttpResponse:

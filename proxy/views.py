@@ -13,11 +13,10 @@ connection when a client disconnects mid-download.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
-import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,9 +31,10 @@ from django.shortcuts import redirect
 from revproxy.views import ProxyView
 
 from accounts.clientip import client_ip
-from audit.models import AuditEvent
 from orthanc import client, lookups
-from proxy import errors, rules, stow
+from proxy import accesses, errors, rules, stow
+from proxy.accesses import Written
+from proxy.asked import Asked, of_django
 from proxy.decision import Decision, decide, refuse
 from proxy.errors import IncompleteBody
 from proxy.models import ExportJob
@@ -43,9 +43,6 @@ from proxy.paths import is_export, is_stow
 from proxy.subjects import Subject
 
 logger = logging.getLogger("proxy")
-# Per-request detail for forensics (who, what path, status, bytes), one JSON
-# line each; the audit trail holds one row per study access instead.
-access_log = logging.getLogger("pacsportal.access")
 STREAM_CHUNK = 1024 * 1024
 MAX_STOW_ANSWER = 16 * 1024 * 1024
 MAX_JOB_ANSWER = 64 * 1024
@@ -229,12 +226,7 @@ class OrthancProxyView(ProxyView):
 
     mount = ""
 
-    @property
-    def upstream(self) -> str:
-        return settings.ORTHANC_URL
-
     def dispatch(self, request: HttpRequest, path: str = "") -> HttpResponseBase:  # type: ignore[override]
-        self.started = time.monotonic()
         response = self.answer(request, path)
         if request.method not in SAFE_METHODS and response.status_code >= 400:
             drain(request)
@@ -242,26 +234,28 @@ class OrthancProxyView(ProxyView):
 
     def answer(self, request: HttpRequest, path: str) -> HttpResponseBase:
         try:
+            asked = of_django(request, self.mount, path)
             body = self.admin_body(request)
-            decision = decide(request, self.mount, path, body.parsed if body else None)
+            decision = decide(asked, body.parsed if body else None)
         except IncompleteBody as error:
             return errors.response(request, 400, str(error))
         except DatabaseError as error:
             logger.error("database unavailable: %s", error)
             return errors.response(request, 503, "the portal's database is not available")
-        if decision.identity.is_authenticated:
-            request.user = decision.identity.user
         if decision.allowed and body is not None and body.problem:
             decision = refuse(decision, body.problem[0], body.problem[1])
         if not decision.allowed:
-            return self.refused(request, decision)
-        if decision.is_read and not self.record_read(request, decision, export_detail(body)):
+            response = self.refusal(request, decision)
+            accesses.record_refusal(asked, decision, response.status_code)
+            return response
+        if decision.is_read and not accesses.record_read(asked, decision, export_detail(body)):
             return errors.response(request, 503, "the access could not be audited, so it was refused")
-        response = self.forward(request, decision, body)
+        written = self.forward(request, asked, decision, body)
         if not decision.is_read:
-            response = self.record_write(request, decision, response)
+            accesses.record_write(asked, decision, written)
+        response = written.response
         if not isinstance(response, StreamingHttpResponse):
-            self.log_access(request, decision, response.status_code, len(getattr(response, "content", b"")))
+            accesses.log_access(asked, decision, response.status_code, len(getattr(response, "content", b"")))
         return response
 
     def admin_body(self, request: HttpRequest) -> AdminBody | None:
@@ -293,15 +287,6 @@ class OrthancProxyView(ProxyView):
                 body.problem = (400, "the body looks like JSON but is not valid JSON")
         return body
 
-    def refused(self, request: HttpRequest, decision: Decision) -> HttpResponseBase:
-        response = self.refusal(request, decision)
-        try:
-            self.record(request, decision, response.status_code, bucketed=False)
-        except DatabaseError as error:
-            logger.error("audit write failed for a refused %s %s: %s", request.method, request.path, error)
-        self.log_access(request, decision, response.status_code, 0)
-        return response
-
     def refusal(self, request: HttpRequest, decision: Decision) -> HttpResponseBase:
         if decision.status == 401:
             return errors.unauthorized(request, decision.reason)
@@ -309,88 +294,6 @@ class OrthancProxyView(ProxyView):
         if decision.allow:
             response["Allow"] = decision.allow
         return response
-
-    def record(
-        self,
-        request: HttpRequest,
-        decision: Decision,
-        status: int | None,
-        bucketed: bool,
-        subject: Subject | None = None,
-        **extra: Any,
-    ) -> None:
-        if not settings.AUDIT_PROXY_REQUESTS:
-            return
-        subject = subject or decision.subject
-        AuditEvent.objects.record(
-            decision.action,
-            request=request,
-            # The decision's, not the request's: an ambiguous credential names nobody.
-            user=decision.identity.user,
-            credential=decision.identity.credential,
-            status=status,
-            success=status is None or status < 400,
-            patient_id=subject.patient_id,
-            study_uid=subject.study_uid,
-            series_uid=subject.series_uid,
-            sop_uid=subject.sop_uid,
-            bucketed=bucketed,
-            **extra,
-        )
-
-    def record_read(self, request: HttpRequest, decision: Decision, export: str = "") -> bool:
-        """Record the access before serving it; False if it could not be recorded.
-
-        An export (`export`: what its body asked for) gets a row of its own; other
-        reads one per bucket.
-        """
-        detail = f"export granted: {export}" if export else "granted; covers this bucket's reads"
-        try:
-            self.record(request, decision, None, bucketed=not export, detail=detail)
-        except DatabaseError as error:
-            logger.error("audit write failed, refusing %s %s: %s", request.method, request.path, error)
-            return False
-        return True
-
-    def record_write(
-        self, request: HttpRequest, decision: Decision, response: HttpResponseBase
-    ) -> HttpResponseBase:
-        stored = getattr(response, "stored_uids", [])
-        subject = getattr(response, "stored_subject", None)
-        detail = getattr(request, "audited_body", "")
-        try:
-            self.record(
-                request,
-                decision,
-                response.status_code,
-                bucketed=False,
-                subject=subject,
-                stored_uids=stored,
-                detail=detail,
-            )
-        except DatabaseError as error:
-            # Orthanc has already applied the write: hiding that would make the
-            # client retry or give up on data that is stored. Say so loudly instead.
-            logger.critical("UNAUDITED %s %s by %s: %s", request.method, request.path, request.user, error)
-        return response
-
-    def log_access(self, request: HttpRequest, decision: Decision, status: int, sent: int) -> None:
-        identity = decision.identity
-        access_log.info(
-            json.dumps(
-                {
-                    "user": identity.user.get_username() if identity.is_authenticated else "",
-                    "credential": decision.identity.credential,
-                    "client": client_ip(request),
-                    "method": request.method,
-                    "path": getattr(getattr(request, "pacs_original", None), "path", request.path),
-                    "status": status,
-                    "bytes": sent,
-                    "ms": round((time.monotonic() - self.started) * 1000, 1),
-                    "pid": os.getpid(),
-                }
-            )
-        )
 
     def get_request_headers(self) -> dict[str, str]:
         """An allowlist: the client's credentials, cookies and hop-by-hop or
@@ -410,187 +313,168 @@ class OrthancProxyView(ProxyView):
         return headers
 
     def forward(
-        self, request: HttpRequest, decision: Decision, admin_body: AdminBody | None
-    ) -> HttpResponseBase:
+        self, request: HttpRequest, asked: Asked, decision: Decision, admin_body: AdminBody | None
+    ) -> Written:
         self.request = request
-        headers: dict[str, str] = {}
+        if request.method in SAFE_METHODS:
+            return self.send(request, asked, decision, None, {})
+        stowing = is_stow(decision.path) and request.method == "POST"
+        if "HTTP_TRANSFER_ENCODING" in request.META and stowing:
+            # nginx passes uploads on unbuffered, chunked as the client sent them.
+            return self.stow(request, asked, decision, ChunkedBody(request))
+        if "HTTP_TRANSFER_ENCODING" in request.META:
+            message = "send a Content-Length; chunked request bodies are not accepted"
+            return Written(errors.response(request, 411, message))
+        length = content_length(request)
+        if length is None:
+            return Written(errors.response(request, 400, "malformed Content-Length"))
+        # The checked parts reach Orthanc as a chunked body of their own. Through
+        # /pacs-admin the body was already read (or begun) to decide on it: read on from there.
+        if stowing:
+            return self.stow(request, asked, decision, admin_stream(admin_body) or ExactBody(request, length))
         body: Any = None
-        if request.method not in SAFE_METHODS:
-            stowing = is_stow(decision.path) and request.method == "POST"
-            if "HTTP_TRANSFER_ENCODING" in request.META and stowing:
-                # nginx passes uploads on unbuffered, chunked as the client sent them.
-                return self.stow(request, decision, ChunkedBody(request))
-            if "HTTP_TRANSFER_ENCODING" in request.META:
-                return errors.response(
-                    request, 411, "send a Content-Length; chunked request bodies are not accepted"
-                )
-            length = content_length(request)
-            if length is None:
-                return errors.response(request, 400, "malformed Content-Length")
-            # The checked parts reach Orthanc as a chunked body of their own. Through
-            # /pacs-admin the body was already read (or begun) to decide on it: read on from there.
-            if stowing:
-                return self.stow(request, decision, admin_stream(admin_body) or ExactBody(request, length))
-            headers["Content-Length"] = str(length)
-            if admin_body is not None and isinstance(admin_body.data, bytes):
-                body = admin_body.data
-                request.audited_body = body.decode("utf-8", "replace")[:1000]  # type: ignore[attr-defined]
-            elif admin_body is not None:
-                body = admin_body.data
-                request.audited_body = f"body of {length} bytes"  # type: ignore[attr-defined]
-            elif length:
-                body = ExactBody(request, length)
-                request.audited_body = f"body of {length} bytes"  # type: ignore[attr-defined]
-        return self.send(request, decision, body, headers)
+        detail = f"body of {length} bytes"
+        if admin_body is not None:
+            body = admin_body.data
+            if isinstance(body, bytes):
+                detail = body.decode("utf-8", "replace")[:1000]
+        elif length:
+            body = ExactBody(request, length)
+        written = self.send(request, asked, decision, body, {"Content-Length": str(length)})
+        return dataclasses.replace(written, detail=detail if body is not None else "")
 
     def send(
-        self, request: HttpRequest, decision: Decision, body: Any, extra_headers: dict[str, str]
-    ) -> HttpResponseBase:
+        self, request: HttpRequest, asked: Asked, decision: Decision, body: Any, extra_headers: dict[str, str]
+    ) -> Written:
         headers = {**self.get_request_headers(), **extra_headers}
         if request.method not in SAFE_METHODS:
             headers.pop("Accept-Encoding", None)
-        target = decision.target
         try:
             upstream = client.request(
                 request.method or "GET",
-                target,
+                decision.target,
                 body=body,
                 headers=headers,
                 stream=True,
                 retries=READ_RETRIES if body is None else False,
             )
         except IncompleteBody as error:
-            return errors.response(request, 400, str(error))
+            return Written(errors.response(request, 400, str(error)))
         except urllib3.exceptions.HTTPError as error:
-            return errors.upstream_failure(request, error)
+            return Written(errors.upstream_failure(request, error))
         if upstream.status == 401:
             # Orthanc's 401 means the portal's own credential is wrong: not the user's problem.
             upstream.close()
             upstream.release_conn()
-            return errors.response(request, 502, "the archive refused the portal's service credential")
+            return Written(
+                errors.response(request, 502, "the archive refused the portal's service credential")
+            )
         if upstream.status >= 400:
-            return errors.from_orthanc(request, upstream)
+            return Written(errors.from_orthanc(request, upstream))
         if request.method == "POST" and upstream.status == 200 and is_stow(decision.path):
-            return self.stow_response(request, decision, upstream)
+            return stow_written(asked, decision, upstream)
         if is_export(decision.path) and upstream.headers.get("Content-Type", "").startswith(
             "application/json"
         ):
-            return self.export_job_response(request, decision, upstream)
-        return self.client_response(request, decision, upstream)
-
-    def export_job_response(
-        self, request: HttpRequest, decision: Decision, upstream: urllib3.BaseHTTPResponse
-    ) -> HttpResponseBase:
-        """An export made a job: remember whose data it holds before the client can ask for it."""
-        head = upstream.read(MAX_JOB_ANSWER + 1, decode_content=True)
-        upstream.release_conn()
-        try:
-            job_id = str(json.loads(head).get("ID", ""))
-        except (ValueError, AttributeError):
-            job_id = ""
-        if job_id and len(head) <= MAX_JOB_ANSWER:
-            subject = decision.subject
-            try:
-                ExportJob.objects.get_or_create(
-                    job_id=job_id[:64],
-                    defaults={"patient_id": subject.patient_id, "study_uid": subject.study_uid},
-                )
-            except DatabaseError as error:
-                # The job runs anyway; its download will be refused as unattributed.
-                logger.error("could not remember export job %s: %s", job_id, error)
-        response = HttpResponse(head, status=upstream.status, content_type=upstream.headers["Content-Type"])
-        response["Cache-Control"] = "no-store, private"
-        return response
+            return Written(export_job_response(upstream, decision))
+        return Written(client_response(asked, decision, upstream))
 
     def stow(
         self,
         request: HttpRequest,
+        asked: Asked,
         decision: Decision,
         body: ExactBody | ChunkedBody | PrefixedBody | io.BytesIO,
-    ) -> HttpResponseBase:
-        """Check each part, audit each refused one, and store only those that passed."""
+    ) -> Written:
+        """Check each part, and store only those that passed; the refused ones are audited each."""
         try:
             boundary = stow.boundary_of(request.META.get("CONTENT_TYPE", ""))
         except stow.BadBody as error:
-            return errors.response(request, 415, str(error))
+            return Written(errors.response(request, 415, str(error)))
         upload = stow.Upload(body, boundary, decision.subject.study_uid)
         try:
             first = upload.next_batch()
         except lookups.LookupFailed:
-            self.record_refused_parts(request, decision, upload.refused)
-            return errors.response(request, 503, "the archive could not be asked who owns these UIDs")
+            message = "the archive could not be asked who owns these UIDs"
+            return Written(errors.response(request, 503, message), refused_parts=tuple(upload.refused))
         if not first:
-            self.record_refused_parts(request, decision, upload.refused)
+            refused = tuple(upload.refused)
             if upload.unreadable:
-                return errors.response(request, 400, f"the STOW-RS body cannot be read: {upload.unreadable}")
-            return stow_answer(409 if upload.conflict else 400, upload.refused, {})
-        response = self.send(request, decision, upload.chunks(first), {"Content-Type": upload.content_type})
+                message = f"the STOW-RS body cannot be read: {upload.unreadable}"
+                return Written(errors.response(request, 400, message), refused_parts=refused)
+            return Written(
+                stow_answer(409 if upload.conflict else 400, upload.refused, {}), refused_parts=refused
+            )
+        written = self.send(
+            request, asked, decision, upload.chunks(first), {"Content-Type": upload.content_type}
+        )
         refused = upload.refused + ([upload.broken] if upload.broken else [])
-        self.record_refused_parts(request, decision, refused)
+        response = written.response
         if refused and isinstance(response, HttpResponse) and response.status_code == 200:
-            return merged_stow_answer(response, refused)
-        return response
+            response = merged_stow_answer(response, refused)
+        return dataclasses.replace(written, response=response, refused_parts=tuple(refused))
 
-    def record_refused_parts(
-        self, request: HttpRequest, decision: Decision, refused: list[stow.Part]
-    ) -> None:
-        for part in refused:
-            try:
-                self.record(
-                    request,
-                    decision,
-                    409 if part.conflict else 400,
-                    bucketed=False,
-                    subject=Subject(part.patient_id, part.study_uid, part.series_uid, part.sop_uid),
-                    detail=f"STOW part refused: {part.refusal}",
-                )
-            except DatabaseError as error:
-                logger.error("audit write failed for a refused STOW part: %s", error)
 
-    def stow_response(
-        self, request: HttpRequest, decision: Decision, upstream: urllib3.BaseHTTPResponse
-    ) -> HttpResponseBase:
-        """Read the STOW-RS answer to audit which instances were stored, and whose they are.
+def client_response(
+    asked: Asked, decision: Decision, upstream: urllib3.BaseHTTPResponse, already_read: bytes = b""
+) -> StreamingHttpResponse:
+    def done(sent: int) -> None:
+        accesses.log_access(asked, decision, upstream.status, sent)
 
-        An answer larger than MAX_STOW_ANSWER is passed on whole, streamed, and
-        audited without its UIDs: the client must never get a truncated answer.
-        """
-        head = upstream.read(MAX_STOW_ANSWER + 1, decode_content=False)
-        if len(head) > MAX_STOW_ANSWER:
-            return self.client_response(request, decision, upstream, already_read=head)
-        upstream.release_conn()
-        response = HttpResponse(
-            head, status=upstream.status, content_type=upstream.headers.get("Content-Type")
-        )
-        response.stored_uids, study_uid = stow_result(head)  # type: ignore[attr-defined]
-        response.stored_subject = stored_subject(study_uid or decision.subject.study_uid)  # type: ignore[attr-defined]
-        response["Cache-Control"] = "no-store, private"
-        return response
+    response = StreamingHttpResponse(
+        UpstreamStream(upstream, already_read, done),
+        status=upstream.status,
+        content_type=upstream.headers.get("Content-Type", "application/octet-stream"),
+    )
+    for name in RETURNED_RESPONSE_HEADERS:
+        if name in upstream.headers:
+            response[name] = upstream.headers[name]
+    location = upstream.headers.get("Location")
+    if location:
+        response["Location"] = location.replace(settings.ORTHANC_URL, f"/{decision.mount}", 1)
+    # Patient data stays off shared workstations' disks.
+    response["Cache-Control"] = "no-store, private"
+    return response
 
-    def client_response(
-        self,
-        request: HttpRequest,
-        decision: Decision,
-        upstream: urllib3.BaseHTTPResponse,
-        already_read: bytes = b"",
-    ) -> HttpResponseBase:
-        def done(sent: int) -> None:
-            self.log_access(request, decision, upstream.status, sent)
 
-        response = StreamingHttpResponse(
-            UpstreamStream(upstream, already_read, done),
-            status=upstream.status,
-            content_type=upstream.headers.get("Content-Type", "application/octet-stream"),
-        )
-        for name in RETURNED_RESPONSE_HEADERS:
-            if name in upstream.headers:
-                response[name] = upstream.headers[name]
-        location = upstream.headers.get("Location")
-        if location:
-            response["Location"] = location.replace(settings.ORTHANC_URL, f"/{self.mount}", 1)
-        # Patient data stays off shared workstations' disks.
-        response["Cache-Control"] = "no-store, private"
-        return response
+def stow_written(asked: Asked, decision: Decision, upstream: urllib3.BaseHTTPResponse) -> Written:
+    """Read the STOW-RS answer to audit which instances were stored, and whose they are.
+
+    An answer larger than MAX_STOW_ANSWER is passed on whole, streamed, and
+    audited without its UIDs: the client must never get a truncated answer.
+    """
+    head = upstream.read(MAX_STOW_ANSWER + 1, decode_content=False)
+    if len(head) > MAX_STOW_ANSWER:
+        return Written(client_response(asked, decision, upstream, already_read=head))
+    upstream.release_conn()
+    response = HttpResponse(head, status=upstream.status, content_type=upstream.headers.get("Content-Type"))
+    response["Cache-Control"] = "no-store, private"
+    uids, study_uid = stow_result(head)
+    subject = stored_subject(study_uid or decision.subject.study_uid)
+    return Written(response, stored_uids=tuple(uids), subject=subject)
+
+
+def export_job_response(upstream: urllib3.BaseHTTPResponse, decision: Decision) -> HttpResponse:
+    """An export made a job: remember whose data it holds before the client can ask for it."""
+    head = upstream.read(MAX_JOB_ANSWER + 1, decode_content=True)
+    upstream.release_conn()
+    try:
+        job_id = str(json.loads(head).get("ID", ""))
+    except (ValueError, AttributeError):
+        job_id = ""
+    if job_id and len(head) <= MAX_JOB_ANSWER:
+        subject = decision.subject
+        try:
+            ExportJob.objects.get_or_create(
+                job_id=job_id[:64],
+                defaults={"patient_id": subject.patient_id, "study_uid": subject.study_uid},
+            )
+        except DatabaseError as error:
+            # The job runs anyway; its download will be refused as unattributed.
+            logger.error("could not remember export job %s: %s", job_id, error)
+    response = HttpResponse(head, status=upstream.status, content_type=upstream.headers["Content-Type"])
+    response["Cache-Control"] = "no-store, private"
+    return response
 
 
 def export_detail(admin_body: AdminBody | None) -> str:
@@ -655,10 +539,7 @@ def merged_stow_answer(stored: HttpResponse, refused: list[stow.Part]) -> HttpRe
         answer = json.loads(stored.content)
     except ValueError:
         answer = {}
-    merged = stow_answer(202, refused, answer if isinstance(answer, dict) else {})
-    merged.stored_uids = getattr(stored, "stored_uids", [])  # type: ignore[attr-defined]
-    merged.stored_subject = getattr(stored, "stored_subject", None)  # type: ignore[attr-defined]
-    return merged
+    return stow_answer(202, refused, answer if isinstance(answer, dict) else {})
 
 
 def stored_subject(study_uid: str) -> Subject:
@@ -692,11 +573,11 @@ class AdminProxyView(OrthancProxyView):
         return super().refusal(request, decision)
 
     def forward(
-        self, request: HttpRequest, decision: Decision, admin_body: AdminBody | None
-    ) -> HttpResponseBase:
+        self, request: HttpRequest, asked: Asked, decision: Decision, admin_body: AdminBody | None
+    ) -> Written:
         if not decision.path and request.method in SAFE_METHODS:
-            return redirect("/pacs-admin/app/explorer.html")
-        return super().forward(request, decision, admin_body)
+            return Written(redirect("/pacs-admin/app/explorer.html"))
+        return super().forward(request, asked, decision, admin_body)
 
 
 def as_view(view_class: type[OrthancProxyView]) -> Any:

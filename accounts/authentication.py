@@ -39,13 +39,13 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import DatabaseError, connections, router
 from django.http import HttpRequest
 
-from accounts.clientip import client_ip
 from accounts.fastauth import ModelBackend
 from accounts.models import AccessToken, Share, looks_like_token
 from accounts.permissions import has_perm
 from accounts.shares import SCOPE as SHARE_SCOPE
 from accounts.shares import visit_of
-from orthanc.turns import OneAtATime
+from core.clientip import client_ip
+from core.turns import OneAtATime
 
 logger = logging.getLogger(__name__)
 SESSION = "session"

@@ -26,7 +26,7 @@ from django.db import connections, models, router
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.clientip import client_ip
+from core.clientip import client_ip
 
 USER_AGENT_LENGTH = 256
 TEXT_FIELDS = (

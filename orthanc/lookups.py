@@ -23,8 +23,8 @@ from typing import Any
 import urllib3
 from django.conf import settings
 
+from core.turns import OneAnswer
 from orthanc import client
-from orthanc.turns import OneAnswer
 
 LEVELS = ("patients", "studies", "series", "instances")
 LOOKUP_TYPES = {"studies": "Study", "series": "Series", "instances": "Instance"}

@@ -36,8 +36,8 @@ from django.views.decorators.http import require_safe
 from revproxy.views import ProxyView
 
 from accounts.authentication import SESSION, Identity
-from accounts.clientip import client_ip
 from audit.models import AuditEvent
+from core.clientip import client_ip
 from orthanc import client, lookups
 from proxy import errors, rules, stow
 from proxy.decision import Decision, Original, decide, refuse

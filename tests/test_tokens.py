@@ -21,11 +21,12 @@ from django.test import Client, RequestFactory
 from django.utils import timezone
 from pytest_django.fixtures import DjangoAssertNumQueries
 
-from accounts import authentication, permissions, roles
+from accounts import authentication, permissions
 from accounts.authentication import BadCredentials, identify, remembered_passwords
 from accounts.forms import TokenForm
 from accounts.models import AccessToken, Scope, scopes_for
 from audit.models import Action, AuditEvent
+from core import roles
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "a long enough password"

@@ -5,12 +5,9 @@ NGINX_API_DECISION_SECONDS). Whenever something that a decision was made
 from changes through the portal (a logout, a lockout, a token revoked or
 deleted, a user's password, active flag, groups or permissions, a role's
 permissions), every cached decision is removed once the change is committed,
-so the next request is decided afresh. Two limits, both in README:
-- a change made around the portal (SQL run by hand, `QuerySet.update` in a
-  shell) sends no signal and waits out the cache lifetime, at most 5 s;
-- a group or permission change is decided afresh from each worker's
-  permission cache (accounts.permissions.PERMISSION_TTL, 10 s), so it bites
-  within that plus the cache lifetime.
+so the next request is decided afresh. What that leaves (a change made around
+the portal sends no signal; each worker's permission cache runs out on its own)
+is bounded in the revocation table, core/revocation_table.py, which README quotes.
 
 The portal learns where nginx keeps its decisions from NGINX_DECISION_CACHE_DIR:
 `manage.py serve` sets it for gunicorn, compose for the web container, and a

@@ -48,6 +48,7 @@ class Resource:
 
 
 def lookup_ttl() -> float:
+    """ORTHANC_LOOKUP_TTL, read as each answer is cached (settings are not read at import)."""
     return float(settings.ORTHANC_LOOKUP_TTL)
 
 

@@ -25,8 +25,6 @@ import hmac
 import logging
 import re
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,13 +37,14 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import DatabaseError, connections, router
 from django.http import HttpRequest
 
-from accounts.clientip import client_ip
 from accounts.fastauth import ModelBackend
 from accounts.models import AccessToken, Share, looks_like_token
 from accounts.permissions import has_perm
 from accounts.shares import SCOPE as SHARE_SCOPE
 from accounts.shares import visit_of
-from orthanc.turns import OneAtATime
+from core.clientip import client_ip
+from core.ttlcache import TTLCache
+from core.turns import OneAtATime
 
 logger = logging.getLogger(__name__)
 SESSION = "session"
@@ -193,46 +192,33 @@ def token_identity(request: HttpRequest, secret: str, username: str | None) -> I
 class Remembered:
     user_id: object
     password_hash: str
-    until: float
 
 
 class RememberedPasswords:
-    """Basic (username, password) pairs this process has checked, by keyed digest."""
+    """Basic (username, password) pairs this process has checked, by keyed digest, each
+    for BASIC_AUTH_CACHE_SECONDS."""
 
     def __init__(self) -> None:
         self.key = secrets.token_bytes(32)
-        self.entries: dict[bytes, Remembered] = {}
-        self.lock = threading.Lock()
+        self.entries: TTLCache[Remembered] = TTLCache(
+            MAX_REMEMBERED_PASSWORDS, lambda: settings.BASIC_AUTH_CACHE_SECONDS
+        )
 
     def digest(self, username: str, password: str) -> bytes:
         # Unambiguous: a Basic username cannot contain ':'.
         return hmac.new(self.key, f"{username}:{password}".encode(), hashlib.sha256).digest()
 
     def get(self, digest: bytes) -> Remembered | None:
-        entry = self.entries.get(digest)
-        if entry is None:
-            return None
-        if entry.until <= time.monotonic():
-            self.forget(digest)
-            return None
-        return entry
+        return self.entries.get(digest)
 
     def remember(self, digest: bytes, user: AbstractBaseUser, seconds: int) -> None:
-        with self.lock:
-            if len(self.entries) >= MAX_REMEMBERED_PASSWORDS:
-                now = time.monotonic()
-                self.entries = {key: entry for key, entry in self.entries.items() if entry.until > now}
-                if len(self.entries) >= MAX_REMEMBERED_PASSWORDS:
-                    self.entries = {}
-            self.entries[digest] = Remembered(user.pk, user.password, time.monotonic() + seconds)
+        self.entries.set(digest, Remembered(user.pk, user.password), seconds)
 
     def forget(self, digest: bytes) -> None:
-        with self.lock:
-            self.entries.pop(digest, None)
+        self.entries.pop(digest)
 
     def clear(self) -> None:
-        with self.lock:
-            self.entries = {}
+        self.entries.clear()
 
 
 remembered_passwords = RememberedPasswords()

@@ -11,8 +11,8 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connections, models, router
 from django.utils import timezone
 
-from accounts import roles
 from accounts.permissions import has_perm
+from core import roles
 
 
 class PortalPermission(models.Model):

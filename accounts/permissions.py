@@ -10,13 +10,13 @@ the viewer's config use the same check, so they never disagree with /pacs.
 
 from __future__ import annotations
 
-import time
-
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+from core.ttlcache import TTLCache
 
 PERMISSION_TTL = 10.0
 MAX_CACHED_USERS = 10_000
-_permissions: dict[tuple[int, object], tuple[float, frozenset[str]]] = {}
+_permissions: TTLCache[frozenset[str]] = TTLCache(MAX_CACHED_USERS, PERMISSION_TTL)
 
 
 def has_perm(user: AbstractBaseUser | AnonymousUser, permission: str) -> bool:
@@ -25,14 +25,11 @@ def has_perm(user: AbstractBaseUser | AnonymousUser, permission: str) -> bool:
         return False
     if getattr(user, "is_superuser", False):
         return True
-    now = time.monotonic()
     # date_joined too: a rolled-back test database (or a restored backup) can
     # give a new user the id of an old one, who must not lend them permissions.
     key = (user.pk, getattr(user, "date_joined", None))
     cached = _permissions.get(key)
-    if cached is None or cached[0] < now:
-        if len(_permissions) > MAX_CACHED_USERS:
-            _permissions.clear()
-        cached = (now + PERMISSION_TTL, frozenset(user.get_all_permissions()))
-        _permissions[key] = cached
-    return permission in cached[1]
+    if cached is None:
+        cached = frozenset(user.get_all_permissions())
+        _permissions.set(key, cached)
+    return permission in cached

@@ -5,12 +5,9 @@ NGINX_API_DECISION_SECONDS). Whenever something that a decision was made
 from changes through the portal (a logout, a lockout, a token revoked or
 deleted, a user's password, active flag, groups or permissions, a role's
 permissions), every cached decision is removed once the change is committed,
-so the next request is decided afresh. Two limits, both in README:
-- a change made around the portal (SQL run by hand, `QuerySet.update` in a
-  shell) sends no signal and waits out the cache lifetime, at most 5 s;
-- a group or permission change is decided afresh from each worker's
-  permission cache (accounts.permissions.PERMISSION_TTL, 10 s), so it bites
-  within that plus the cache lifetime.
+so the next request is decided afresh. What that leaves (a change made around
+the portal sends no signal; each worker's permission cache runs out on its own)
+is bounded in the revocation table, core/revocation_table.py, which README quotes.
 
 The portal learns where nginx keeps its decisions from NGINX_DECISION_CACHE_DIR:
 `manage.py serve` sets it for gunicorn, compose for the web container, and a
@@ -39,6 +36,7 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from accounts.models import AccessToken
+from core.ttlcache import TTLCache
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +50,7 @@ SECOND_SWEEP_SECONDS = 1.0
 # it is swept for once per this long, so failed attempts cannot empty the cache
 # on every request. After the first sweep new decisions refuse the locked pair.
 LOCKOUT_SWEEP_SECONDS = 60.0
+MAX_SWEPT_LOCKOUTS = 10_000
 M2M_CHANGES = frozenset({"post_add", "post_remove", "post_clear"})
 # What a login saves: nothing a decision depends on.
 LOGIN_FIELDS = frozenset({"last_login"})
@@ -90,8 +89,8 @@ class SecondSweep:
 
 
 second_sweep = SecondSweep()
-lockouts_swept: dict[tuple[str, str], float] = {}
-lockouts_lock = threading.Lock()
+# (username, address) pairs whose lockout was swept for, each for LOCKOUT_SWEEP_SECONDS.
+lockouts_swept: TTLCache[bool] = TTLCache(MAX_SWEPT_LOCKOUTS, LOCKOUT_SWEEP_SECONDS)
 
 
 def forget_decisions() -> None:
@@ -151,13 +150,11 @@ def on_logged_out(sender: Any, user: Any = None, **kwargs: Any) -> None:
 def on_locked_out(
     sender: Any, username: str | None = None, ip_address: str | None = None, **kwargs: Any
 ) -> None:
-    now, pair = time.monotonic(), (username or "", ip_address or "")
-    with lockouts_lock:
-        if now - lockouts_swept.get(pair, -LOCKOUT_SWEEP_SECONDS) < LOCKOUT_SWEEP_SECONDS:
-            return
-        for old in [key for key, at in lockouts_swept.items() if now - at >= LOCKOUT_SWEEP_SECONDS]:
-            del lockouts_swept[old]
-        lockouts_swept[pair] = now
+    pair = (username or "", ip_address or "")
+    # Two threads meeting the same new lockout may both sweep: one sweep too many is harmless.
+    if lockouts_swept.get(pair):
+        return
+    lockouts_swept.set(pair, True)
     forget_decisions()
 
 

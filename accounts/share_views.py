@@ -20,11 +20,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from accounts import shares
-from accounts.clientip import client_ip
 from accounts.forms import ShareForm
 from accounts.middleware import share_visitors_allowed
 from accounts.models import Share, looks_like_share_secret
 from audit.models import Action, AuditEvent
+from core.clientip import client_ip
 from orthanc import lookups
 
 # Failed opens one address may make in OPEN_WINDOW before all its attempts are refused

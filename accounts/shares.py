@@ -21,12 +21,12 @@ from django.http import HttpRequest
 from django.middleware.csrf import rotate_token
 from django.utils import timezone
 
-from accounts import roles
-from accounts.clientip import client_ip
 from accounts.fastauth import ModelBackend
 from accounts.models import Share
 from accounts.permissions import has_perm
 from audit.models import Action, AuditEvent
+from core import roles
+from core.clientip import client_ip
 
 SESSION_SHARE = "portal_share"
 SESSION_UNTIL = "portal_share_until"

@@ -8,10 +8,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import roles, tokens
+from accounts import tokens
 from accounts.forms import TokenForm
 from accounts.models import AccessToken
 from accounts.permissions import has_perm
+from core import roles
 
 
 def require_token_role(request: HttpRequest) -> None:

@@ -26,7 +26,8 @@ from django.db import connections, models, router
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.clientip import client_ip
+from core.clientip import client_ip
+from core.ttlcache import TTLCache
 
 USER_AGENT_LENGTH = 256
 TEXT_FIELDS = (
@@ -71,8 +72,8 @@ FROM_REQUEST: Any = object()
 _sqlite_writes = threading.Lock()
 # Bucket keys this process has written (or found written), until their bucket
 # ends: a viewer's hundreds of frame requests then cost a dictionary look-up.
-_written_buckets: dict[str, float] = {}
 _MAX_REMEMBERED_BUCKETS = 50_000
+_written_buckets: TTLCache[bool] = TTLCache(_MAX_REMEMBERED_BUCKETS, lambda: settings.AUDIT_BUCKET_SECONDS)
 
 
 class AuditEventManager(models.Manager["AuditEvent"]):
@@ -143,16 +144,10 @@ class AuditEventManager(models.Manager["AuditEvent"]):
             self.insert(event)
             return event
         event.bucket_key, bucket_end = bucket_key(event)
-        if _written_buckets.get(event.bucket_key, 0.0) > time.time():
+        if _written_buckets.get(event.bucket_key):
             return None
         self.insert(event, if_absent=True)
-        if len(_written_buckets) >= _MAX_REMEMBERED_BUCKETS:
-            now = time.time()
-            for key in [key for key, end in _written_buckets.items() if end <= now]:
-                del _written_buckets[key]
-            if len(_written_buckets) >= _MAX_REMEMBERED_BUCKETS:
-                _written_buckets.clear()
-        _written_buckets[event.bucket_key] = bucket_end
+        _written_buckets.set(event.bucket_key, True, bucket_end - time.time())
         return event if event.pk is not None else None
 
     def insert(self, event: AuditEvent, if_absent: bool = False) -> None:

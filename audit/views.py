@@ -18,9 +18,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from accounts.roles import READ_AUDIT
 from audit.forms import AuditFilterForm
 from audit.models import Action, AuditEvent
+from core.roles import READ_AUDIT
 
 PAGE_SIZE = 100
 CSV_COLUMNS = [

@@ -14,13 +14,14 @@ import http.client
 import json
 import secrets
 import threading
-import time
 from collections.abc import Iterable
 from typing import Any
 
 import urllib3
 from django.conf import settings
 from django.utils import timezone
+
+from core.ttlcache import TTLCache
 
 # Large socket reads and writes: studies are hundreds of MB, and 16 KB blocks
 # (urllib3's default) cost a Python round trip each.
@@ -161,21 +162,18 @@ STUDY_TAGS = {
     "modalities": ("ModalitiesInStudy", "00080061"),
 }
 _recent_lock = threading.Lock()
-_recent_cache: dict[tuple[str, str, int], tuple[float, Any]] = {}
-
-
-def _cached(key: tuple[str, str, int], ttl: float) -> Any:
-    found = _recent_cache.get(key)
-    return found[1] if found and found[0] > time.monotonic() - ttl else None
+# ("system", Orthanc URL, 0) -> /system for SYSTEM_TTL; ("recent", URL, count) -> the
+# newest studies for RECENT_FALLBACK_TTL. A few keys per Orthanc the process talks to.
+_recent_cache: TTLCache[Any] = TTLCache(16, SYSTEM_TTL)
 
 
 def system_info() -> dict[str, Any]:
     """Orthanc's /system, trusted for SYSTEM_TTL seconds (an upgrade is seen within that time)."""
     key = ("system", settings.ORTHANC_URL, 0)
-    found = _cached(key, SYSTEM_TTL)
+    found = _recent_cache.get(key)
     if found is None:
         found = _json("GET", "/system")
-        _recent_cache[key] = (time.monotonic(), found)
+        _recent_cache.set(key, found)
     return dict(found)
 
 
@@ -198,10 +196,10 @@ def recent_studies(count: int) -> list[dict[str, str]]:
         return newest_sorted_by_orthanc(count)
     key = ("recent", settings.ORTHANC_URL, count)
     with _recent_lock:  # one worker thread asks Orthanc, the others wait for its answer
-        found = _cached(key, RECENT_FALLBACK_TTL)
+        found = _recent_cache.get(key)
         if found is None:
             found = newest_by_date_windows(count, timezone.localdate())
-            _recent_cache[key] = (time.monotonic(), found)
+            _recent_cache.set(key, found, RECENT_FALLBACK_TTL)
     return list(found)
 
 

@@ -14,17 +14,15 @@ unattributed.
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import urllib3
 from django.conf import settings
 
+from core.ttlcache import TTLCache
+from core.turns import OneAnswer
 from orthanc import client
-from orthanc.turns import OneAnswer
 
 LEVELS = ("patients", "studies", "series", "instances")
 LOOKUP_TYPES = {"studies": "Study", "series": "Series", "instances": "Instance"}
@@ -49,41 +47,15 @@ class Resource:
     sop_uid: str = ""
 
 
-class TTLCache:
-    """A bounded least-recently-used map whose entries expire."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.entries: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        with self.lock:
-            found = self.entries.get(key)
-            if found is None:
-                return None
-            if found[0] < time.monotonic():
-                del self.entries[key]
-                return None
-            self.entries.move_to_end(key)
-            return found[1]
-
-    def put(self, key: Any, value: Any) -> None:
-        with self.lock:
-            self.entries[key] = (time.monotonic() + settings.ORTHANC_LOOKUP_TTL, value)
-            self.entries.move_to_end(key)
-            while len(self.entries) > self.size:
-                self.entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self.lock:
-            self.entries.clear()
+def lookup_ttl() -> float:
+    """ORTHANC_LOOKUP_TTL, read as each answer is cached (settings are not read at import)."""
+    return float(settings.ORTHANC_LOOKUP_TTL)
 
 
-_by_id = TTLCache(MAX_CACHED)
-_by_uid = TTLCache(MAX_CACHED)
+_by_id: TTLCache[Resource] = TTLCache(MAX_CACHED, lookup_ttl)
+_by_uid: TTLCache[list[Resource]] = TTLCache(MAX_CACHED, lookup_ttl)
 # (Orthanc URL, series id, SOP Instance UID) -> the instance, from the series' own listing.
-_in_series = TTLCache(MAX_CACHED)
+_in_series: TTLCache[Resource] = TTLCache(MAX_CACHED, lookup_ttl)
 # When a cached answer expires under a viewer's burst of requests, one thread asks
 # Orthanc and the others take its answer: eight threads listing a 320-instance
 # series together made decisions take 24-73 ms while Orthanc streamed frames
@@ -117,13 +89,13 @@ def resource(level: str, orthanc_id: str) -> Resource | None:
     key = (settings.ORTHANC_URL, level, orthanc_id)
     cached = _by_id.get(key)
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     found = _get(f"/{level}/{orthanc_id}")
     if not isinstance(found, dict):
         return None
     made = _from_json(level, found)
     if made is not None:
-        _by_id.put(key, made)
+        _by_id.set(key, made)
     return made
 
 
@@ -178,7 +150,7 @@ def by_uid(level: str, uid: str) -> list[Resource]:
     key = (settings.ORTHANC_URL, level, uid)
     cached = _by_uid.get(key)
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     return _looking_up.get(key, lambda: _look_up(key, level, uid))
 
 
@@ -196,7 +168,7 @@ def _look_up(key: tuple[str, str, str], level: str, uid: str) -> list[Resource]:
         for series in found:
             _prime_instances(series)  # before the series is found cached
     if found:
-        _by_uid.put(key, found)
+        _by_uid.set(key, found)
     return found
 
 
@@ -219,7 +191,7 @@ def instance_in_series(series: Resource, sop_uid: str) -> Resource | None:
     """The instance `sop_uid` of this series, if the series' listing is cached (else None:
     ask `by_uid`). Without it each instance a viewer asks for costs a /tools/lookup while
     Orthanc streams frames (docs/performance.md)."""
-    return _in_series.get((settings.ORTHANC_URL, series.orthanc_id, sop_uid))  # type: ignore[no-any-return]
+    return _in_series.get((settings.ORTHANC_URL, series.orthanc_id, sop_uid))
 
 
 def _prime_instances(series: Resource) -> None:
@@ -240,8 +212,8 @@ def _prime_instances(series: Resource) -> None:
             series_uid=series.series_uid,
             sop_uid=_tags(found).get("SOPInstanceUID", ""),
         )
-        _by_id.put((settings.ORTHANC_URL, "instances", made.orthanc_id), made)
-        _in_series.put((settings.ORTHANC_URL, series.orthanc_id, made.sop_uid), made)
+        _by_id.set((settings.ORTHANC_URL, "instances", made.orthanc_id), made)
+        _in_series.set((settings.ORTHANC_URL, series.orthanc_id, made.sop_uid), made)
 
 
 def clear() -> None:

@@ -236,7 +236,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
-AXES_CLIENT_IP_CALLABLE = "accounts.clientip.client_ip"
+AXES_CLIENT_IP_CALLABLE = "core.clientip.client_ip"
 
 # --- API clients: access tokens and remembered Basic passwords (accounts/authentication.py) ---
 # Days a new access token lasts unless its owner picks fewer, and the most they may pick.

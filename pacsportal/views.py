@@ -13,9 +13,9 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from accounts import roles
 from accounts.permissions import has_perm
 from audit.models import Action, AuditEvent
+from core import roles
 from orthanc import client
 
 RECENT_STUDIES = 10

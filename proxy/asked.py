@@ -17,7 +17,7 @@ from urllib.parse import unquote_to_bytes
 from django.http import HttpRequest
 
 from accounts.authentication import ANONYMOUS, AmbiguousCredentials, BadCredentials, Identity, identify
-from accounts.clientip import client_ip
+from core.clientip import client_ip
 
 
 class NotAsked(ValueError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from accounts import roles
+from core import roles
 from proxy import paths
 from proxy.origin import SAFE_METHODS
 

@@ -30,7 +30,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 from django.shortcuts import redirect
 from revproxy.views import ProxyView
 
-from accounts.clientip import client_ip
+from core.clientip import client_ip
 from orthanc import client, lookups
 from proxy import accesses, errors, rules, stow
 from proxy.accesses import Written

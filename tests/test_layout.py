@@ -1,5 +1,5 @@
-"""The layout shows the design: apps never import the project package, and only
-orthanc/ opens connections to Orthanc."""
+"""The layout shows the design: apps never import the project package, core/ and
+audit/ never import an app above them, and only orthanc/ opens connections to Orthanc."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 
 from tests.services import REPO
 
-APPS = ["accounts", "audit", "orthanc", "proxy", "viewer"]
+APPS = ["accounts", "audit", "core", "orthanc", "proxy", "shares", "viewer"]
+# The packages above the ground floor: core/ and audit/ import none of them.
+ABOVE = ["accounts", "orthanc", "pacsportal", "proxy", "shares", "viewer"]
 # Ways to open an HTTP connection; only orthanc/ (the one client) may use them.
 CONNECTION_MAKERS = {"connection_from_url", "PoolManager", "HTTPConnectionPool", "HTTPConnection", "urlopen"}
 CONNECTION_MODULES = {"requests", "httpx", "http.client", "urllib.request"}
@@ -41,7 +43,18 @@ def test_it_never_imports_the_project_package_from_an_app(app: str) -> None:
     assert not upwards
 
 
-@pytest.mark.parametrize("app", ["accounts", "audit", "pacsportal", "proxy", "viewer"])
+@pytest.mark.parametrize(("package", "below"), [("core", ["audit", *ABOVE]), ("audit", ABOVE)])
+def test_it_never_imports_upwards_from_the_ground_floor(package: str, below: list[str]) -> None:
+    upwards = {
+        f"{path.relative_to(REPO)}: {name}"
+        for path in modules(package)
+        for name in imported(path)
+        if name.split(".")[0] in below
+    }
+    assert not upwards
+
+
+@pytest.mark.parametrize("app", ["accounts", "audit", "core", "pacsportal", "proxy", "shares", "viewer"])
 def test_it_opens_connections_to_orthanc_only_from_the_orthanc_package(app: str) -> None:
     found = set()
     for path in modules(app):

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from pytest_django.fixtures import Settings
 
+from core import ttlcache
 from orthanc import client, demo
 from tests.services import LivePortal, free_port
 
@@ -199,8 +200,8 @@ def test_it_reuses_the_1_10_answer_for_a_minute(
     assert client.recent_studies(10) == first
     assert len(orthanc.asked) == asked
 
-    now = client.time.monotonic()
-    monkeypatch.setattr(client.time, "monotonic", lambda: now + client.RECENT_FALLBACK_TTL + 1)
+    now = ttlcache.time.monotonic()
+    monkeypatch.setattr(ttlcache.time, "monotonic", lambda: now + client.RECENT_FALLBACK_TTL + 1)
     client.recent_studies(10)
     assert len(orthanc.asked) == 2 * asked
 

@@ -1,7 +1,8 @@
 """What the portal removes from nginx's decision cache, and when API decisions may be reused.
 
-Through real HTTP, tests/test_front.py and tests/test_live_tokens.py (run through
-nginx by make test) show revocations ending cached decisions at once.
+Through real HTTP, the tests each row of the revocation table (core/revocation_table.py)
+names (tests/test_front.py, tests/test_live_tokens.py and others, run through nginx by
+make test) assert how long ended access can last.
 """
 
 from __future__ import annotations

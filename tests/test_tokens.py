@@ -21,11 +21,12 @@ from django.test import Client, RequestFactory
 from django.utils import timezone
 from pytest_django.fixtures import DjangoAssertNumQueries
 
-from accounts import authentication, permissions, roles
+from accounts import authentication, permissions
 from accounts.authentication import BadCredentials, identify, remembered_passwords
 from accounts.forms import TokenForm
 from accounts.models import AccessToken, Scope, scopes_for
 from audit.models import Action, AuditEvent
+from core import roles
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "a long enough password"
@@ -168,7 +169,7 @@ def test_it_checks_a_basic_password_with_the_hasher_once_then_remembers_it(
         assert checked.call_count == 1
         with django_assert_num_queries(2):  # the user, and django-axes' lockout check
             identify(api_request(basic("alice", PASSWORD)))
-    assert not any(PASSWORD.encode() in key for key in remembered_passwords.entries)
+    assert not any(PASSWORD.encode() in key for key in remembered_passwords.entries.entries)
 
 
 @pytest.mark.django_db(transaction=True)  # the threads' own connections see the user
@@ -285,7 +286,7 @@ def test_it_remembers_nothing_when_the_cache_is_off(settings: Any) -> None:
     settings.BASIC_AUTH_CACHE_SECONDS = 0
     make_user("alice", "clinician")
     identify(api_request(basic("alice", PASSWORD)))
-    assert remembered_passwords.entries == {}
+    assert len(remembered_passwords.entries) == 0
 
 
 def test_it_refuses_an_overlong_basic_username_as_no_such_user() -> None:

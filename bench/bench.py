@@ -37,10 +37,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import viewer_load  # noqa: E402
-from orthanc import debian, demo  # noqa: E402
-from orthanc.server import OrthancServer  # noqa: E402
+from devstack import debian  # noqa: E402
+from devstack.nginx import nginx_binary  # noqa: E402
+from devstack.orthanc_server import OrthancServer  # noqa: E402
+from orthanc import demo  # noqa: E402
 from pacsportal.front import TEMPLATE as FRONT_TEMPLATE  # noqa: E402
-from pacsportal.front import nginx_binary  # noqa: E402
 from tests.dicom import stow_body, write_large_stow_body  # noqa: E402
 from tests.front import start_front  # noqa: E402
 from tests.services import LivePortal, PostgresCluster, free_port  # noqa: E402

@@ -12,8 +12,8 @@ import pytest
 import requests
 from playwright.sync_api import Browser
 
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
 from tests.conftest import start_portal
 from tests.dicom import stow_body, unique_ct_instance
 from tests.services import LivePortal, PostgresCluster, require_binary

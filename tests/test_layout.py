@@ -1,5 +1,7 @@
-"""The layout shows the design: apps never import the project package, and only
-orthanc/ opens connections to Orthanc."""
+"""The layout shows the design: apps never import the project package, only
+orthanc/ opens connections to Orthanc, and nothing that runs in production
+imports the local stack (devstack/: Orthanc and nginx supervision, debootstrap,
+`manage.py serve`), which may import any of it."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ import pytest
 from tests.services import REPO
 
 APPS = ["accounts", "audit", "orthanc", "proxy", "viewer"]
+# What the image runs: the apps and the project package.
+RUNTIME = [*APPS, "pacsportal"]
+LOCAL_STACK = "devstack"
 # Ways to open an HTTP connection; only orthanc/ (the one client) may use them.
 CONNECTION_MAKERS = {"connection_from_url", "PoolManager", "HTTPConnectionPool", "HTTPConnection", "urlopen"}
 CONNECTION_MODULES = {"requests", "httpx", "http.client", "urllib.request"}
@@ -55,3 +60,21 @@ def test_it_opens_connections_to_orthanc_only_from_the_orthanc_package(app: str)
             f"{path.relative_to(REPO)}: imports {name}" for name in imported(path) & CONNECTION_MODULES
         )
     assert not found
+
+
+@pytest.mark.parametrize("package", RUNTIME)
+def test_it_never_imports_the_local_stack_from_a_runtime_package(package: str) -> None:
+    found = {
+        f"{path.relative_to(REPO)}: {name}"
+        for path in modules(package)
+        for name in imported(path)
+        if name == LOCAL_STACK or name.startswith(f"{LOCAL_STACK}.")
+    }
+    assert not found
+
+
+def test_it_leaves_the_local_stack_out_of_the_image() -> None:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    allowed = {line[1:].strip("/") for line in lines if line.startswith("!")}
+    assert set(RUNTIME) <= allowed
+    assert LOCAL_STACK not in allowed

@@ -7,7 +7,7 @@ apt; the other release is a debootstrap root filesystem cached under `var/rootfs
 and run with chroot, so it never mixes its libc with the host's.
 
 This module imports nothing from Django: `make test` runs it before settings
-exist (`python -m orthanc.debian build other`).
+exist (`python -m devstack.debian build other`).
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def require(source: Source) -> None:
     if not is_complete(source.rootfs):
         raise RootfsMissing(
             f"Orthanc from {source.debian} needs a root filesystem at {source.rootfs}: build it with "
-            f"`apt-get install debootstrap && python -m orthanc.debian build {source.release}` "
+            f"`apt-get install debootstrap && python -m devstack.debian build {source.release}` "
             "(make test does this)"
         )
 
@@ -283,7 +283,7 @@ def remove_tree(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orthanc.debian", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devstack.debian", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["host", "other", "describe", "build"])
     parser.add_argument("source", nargs="?", default="native", help="native, other, bookworm or trixie")
     args = parser.parse_args(argv)
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
                 share_host_files(ensure_rootfs(source.release, cache_root()))
             print(source.describe())
     except (UnsupportedHost, RootfsMissing, ValueError, subprocess.CalledProcessError) as error:
-        print(f"orthanc.debian: {error}", file=sys.stderr)
+        print(f"devstack.debian: {error}", file=sys.stderr)
         return 1
     return 0
 

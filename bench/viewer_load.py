@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
-    from bench.bench import Bench, Door, Result
+    from bench.bench import Bench, Door
+    from bench.report import Result
 
 NAME = "OHIF viewer load"
 SLOW_CLIENTS = "OHIF under slow clients"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.bench import NoDecision, gauges
+from bench.bench import NoDecision
+from bench.report import gauges
 from devstack.nginx import FrontNotInstalled, nginx_binary
 from devstack.orthanc_server import OrthancServer
 from orthanc import demo

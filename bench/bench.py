@@ -197,10 +197,10 @@ def download(http: requests.Session, url: str, headers: dict[str, str]) -> int:
 def downloads(url: str, headers: dict[str, str], auth: Any, cookies: Any, seconds: float) -> Result:
     """The same retrieve back to back on one keep-alive connection for at least `seconds`.
 
-    One retrieve of the demo series lasts about 0.15 s: timed one at a time, the same
-    plain nginx gave 0.88 of direct Orthanc in one run and 1.05 in the next
-    (docs/performance.md). `first_mb_per_s` is the first retrieve alone, the one that
-    met no reused decision."""
+    One retrieve of the demo series is too short to time alone: the same plain nginx,
+    timed one retrieve at a time, swung from run to run (docs/performance-history.md,
+    "Series retrieve, repeated"). `first_mb_per_s` is the first retrieve alone, the one
+    that met no reused decision."""
     with requests.Session() as http:
         http.auth, http.cookies = auth, requests.cookies.cookiejar_from_dict(cookies or {})
         started = time.perf_counter()
@@ -247,8 +247,9 @@ def median_of(runs: list[Result]) -> Result:
 
 # Paired ratios: each repeat's figure over the reference door's in the same repeat, then
 # the median over repeats. The doors of one repeat run within a minute of each other, so
-# a machine that drifts over the run (Orthanc's CPU per frame moved 1.5 -> 2.3 ms in one
-# bench) moves both sides of each ratio; the ratio of the two medians is shown beside it.
+# a machine that drifts over the run (Orthanc's own CPU per frame did in run A:
+# docs/performance-history.md, "Decisions under a burst") moves both sides of each
+# ratio; the ratio of the two medians is shown beside it.
 PAIRS = {
     ("recipe", "direct"): "direct",
     ("portal", "direct"): "direct",
@@ -729,8 +730,9 @@ def api_clients(bench: Bench) -> None:
     qido_path = "/dicom-web/studies?limit=50"
 
     def warm() -> None:
-        # A worker's first Basic request runs the password hasher (0.3-0.5 s of CPU): made
-        # here, outside the measures, on new connections so that each worker sees one.
+        # A worker's first Basic request runs the password hasher, far dearer than any
+        # request measured (docs/performance-history.md): made here, outside the measures,
+        # on new connections so that each worker sees one.
         for door in doors:
             for _ in range(4 * len(bench.portal.worker_pids())):
                 headers = {**door.headers, "Accept": "application/dicom+json", "Connection": "close"}

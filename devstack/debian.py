@@ -45,8 +45,8 @@ REQUIRED_FILES = (
 STAMP = ".pacsportal-rootfs.json"
 # What the chroot reads to resolve names, kept as the host's. Without etc/hosts the
 # host's own name went to DNS: Orthanc 1.12's DICOMweb plugin (DCMTK) looks it up
-# while it answers a study or series QIDO, and every 50th or so waited out the
-# resolver's 5 s timeout (docs/performance.md, the Orthanc 1.12 bench).
+# while it answers a study or series QIDO, and some of those waited out the
+# resolver's timeout (docs/performance-history.md, "A 5 s stall that was the chroot's").
 HOST_FILES = ("etc/hosts", "etc/resolv.conf")
 
 
@@ -231,7 +231,7 @@ def ensure_rootfs(
             missing += [f"package {name}" for name in PACKAGES if name not in installed]
             if missing:
                 raise RootfsMissing(f"debootstrap of {release} finished without {', '.join(missing)}")
-            # The downloaded .deb files are no use once installed (about 70 MB).
+            # The downloaded .deb files are no use once installed, and take room in var/.
             for deb in (build / "var/cache/apt/archives").glob("*.deb"):
                 deb.unlink()
             stamp = {"release": release, "packages": installed, "built": time.time()}

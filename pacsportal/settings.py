@@ -173,9 +173,9 @@ PORTAL_FRONT = env_str("PORTAL_FRONT", "nginx")
 if PORTAL_FRONT not in ("nginx", "none"):
     raise ImproperlyConfigured(f"PORTAL_FRONT={PORTAL_FRONT!r}: use nginx or none")
 # Whether nginx gzips reads for clients that accept it. Off, as Orthanc 1.12 is by
-# default: on loopback OHIF loaded the demo CT in 5.7 s plain against 8.0 s gzipped
-# at level 1 (docs/performance.md); on, frames cross the network at a quarter of
-# their size for 5 ms of nginx's CPU each, for slow links (Wi-Fi, remote sites).
+# default: on loopback OHIF loaded the demo CT faster plain than gzipped; on, frames
+# cross the network smaller for some of nginx's CPU each, for slow links (Wi-Fi,
+# remote sites). The figures: docs/performance-history.md, "Compression off by default".
 NGINX_GZIP = env_bool("NGINX_GZIP", False)
 # Seconds nginx may reuse a decision for the same credential and study (0: ask every time).
 NGINX_DECISION_SECONDS = env_int("NGINX_DECISION_SECONDS", 5, minimum=0, maximum=5)

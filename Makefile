@@ -50,7 +50,7 @@ system-test:
 # a minute and 360 MB the first time; kept in var/rootfs/ until removed). Needs only python3.
 orthanc-other:
 	$(call apt_install,debootstrap)
-	@$(SUDO) $(PYTHON) -m orthanc.debian build other
+	@$(SUDO) $(PYTHON) -m devstack.debian build other
 
 $(VENV)/.run-installed: requirements.txt
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
@@ -72,13 +72,13 @@ run: system-run $(VENV)/.run-installed
 test: system-test $(VENV)/.test-installed lint orthanc-other
 	$(PY) -m viewer.bundle
 	@mkdir -p $(dir $(VERSIONS_REPORT)) && rm -f $(VERSIONS_REPORT)
-	@echo "== tests on SQLite, $$($(PYTHON) -m orthanc.debian describe native) =="
+	@echo "== tests on SQLite, $$($(PYTHON) -m devstack.debian describe native) =="
 	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) $(PY) -m pytest
 	@echo "== tests on PostgreSQL, same Orthanc, its index in PostgreSQL too =="
 	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) PORTAL_TEST_DATABASE=postgresql $(PY) -m pytest -m "not browser"
 	@echo "== the live tests through the portal's nginx (nginx streams the reads after Django's decision) =="
 	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) PORTAL_TEST_DOOR=nginx $(PY) -m pytest -m "live or browser" $(FRONT_TESTS)
-	@echo "== tests that use Orthanc, on SQLite, $$($(PYTHON) -m orthanc.debian describe other); those of both doors through nginx =="
+	@echo "== tests that use Orthanc, on SQLite, $$($(PYTHON) -m devstack.debian describe other); those of both doors through nginx =="
 	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) PORTAL_TEST_ORTHANC=other $(PY) -m pytest -m "orthanc or live or browser" \
 		$(addprefix --ignore=,$(FRONT_TESTS))
 	PORTAL_TEST_VERSIONS_REPORT=$(VERSIONS_REPORT) PORTAL_TEST_ORTHANC=other PORTAL_TEST_DOOR=nginx \

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import dataclasses
+import datetime
 import json
 import os
 import re
@@ -37,17 +38,18 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import viewer_load  # noqa: E402
-from orthanc import debian, demo  # noqa: E402
-from orthanc.server import OrthancServer  # noqa: E402
+from bench.report import PAGE, RATIO_KEYS, Result, page_block, report, write_page  # noqa: E402
+from devstack import debian  # noqa: E402
+from devstack.nginx import nginx_binary  # noqa: E402
+from devstack.orthanc_server import OrthancServer  # noqa: E402
+from orthanc import demo  # noqa: E402
 from pacsportal.front import TEMPLATE as FRONT_TEMPLATE  # noqa: E402
-from pacsportal.front import nginx_binary  # noqa: E402
 from tests.dicom import stow_body, write_large_stow_body  # noqa: E402
 from tests.front import start_front  # noqa: E402
 from tests.services import LivePortal, PostgresCluster, free_port  # noqa: E402
 from viewer import bundle  # noqa: E402
 
 FRAME_ACCEPT = "multipart/related; type=application/octet-stream"
-Result = dict[str, float]
 
 
 def log(message: str) -> None:
@@ -195,10 +197,10 @@ def download(http: requests.Session, url: str, headers: dict[str, str]) -> int:
 def downloads(url: str, headers: dict[str, str], auth: Any, cookies: Any, seconds: float) -> Result:
     """The same retrieve back to back on one keep-alive connection for at least `seconds`.
 
-    One retrieve of the demo series lasts about 0.15 s: timed one at a time, the same
-    plain nginx gave 0.88 of direct Orthanc in one run and 1.05 in the next
-    (docs/performance.md). `first_mb_per_s` is the first retrieve alone, the one that
-    met no reused decision."""
+    One retrieve of the demo series is too short to time alone: the same plain nginx,
+    timed one retrieve at a time, swung from run to run (docs/performance-history.md,
+    "Series retrieve, repeated"). `first_mb_per_s` is the first retrieve alone, the one
+    that met no reused decision."""
     with requests.Session() as http:
         http.auth, http.cookies = auth, requests.cookies.cookiejar_from_dict(cookies or {})
         started = time.perf_counter()
@@ -245,8 +247,9 @@ def median_of(runs: list[Result]) -> Result:
 
 # Paired ratios: each repeat's figure over the reference door's in the same repeat, then
 # the median over repeats. The doors of one repeat run within a minute of each other, so
-# a machine that drifts over the run (Orthanc's CPU per frame moved 1.5 -> 2.3 ms in one
-# bench) moves both sides of each ratio; the ratio of the two medians is shown beside it.
+# a machine that drifts over the run (Orthanc's own CPU per frame did in run A:
+# docs/performance-history.md, "Decisions under a burst") moves both sides of each
+# ratio; the ratio of the two medians is shown beside it.
 PAIRS = {
     ("recipe", "direct"): "direct",
     ("portal", "direct"): "direct",
@@ -727,8 +730,9 @@ def api_clients(bench: Bench) -> None:
     qido_path = "/dicom-web/studies?limit=50"
 
     def warm() -> None:
-        # A worker's first Basic request runs the password hasher (0.3-0.5 s of CPU): made
-        # here, outside the measures, on new connections so that each worker sees one.
+        # A worker's first Basic request runs the password hasher, far dearer than any
+        # request measured (docs/performance-history.md): made here, outside the measures,
+        # on new connections so that each worker sees one.
         for door in doors:
             for _ in range(4 * len(bench.portal.worker_pids())):
                 headers = {**door.headers, "Accept": "application/dicom+json", "Connection": "close"}
@@ -795,86 +799,6 @@ def api_clients(bench: Bench) -> None:
 # --- end of the API clients section ---
 
 
-RATIO_KEYS = {"requests_per_s": "higher", "mb_per_s": "higher", "p99_ms": "lower"}
-COUNTS = {"requests", "megabytes", "retrieves"}
-
-
-def report(results: dict[str, dict[str, Result]]) -> str:
-    lines = [f"{'measure':<22} {'door':<18} {'figures':<100} {'portal/direct'}"]
-    for name, doors in results.items():
-        direct = doors.get("direct")
-        for door, figures in doors.items():
-            shown = ", ".join(
-                f"{key}={value}"
-                for key, value in figures.items()
-                if key not in COUNTS and not key.startswith("paired_")
-            )
-            ratio = ""
-            if direct and door != "direct":
-                ratio = ", ".join(
-                    f"{key} {figures[key] / direct[key]:.2f}" + paired_shown(figures, key, "direct")
-                    for key in RATIO_KEYS
-                    if key in figures and direct[key]
-                )
-            lines.append(f"{name:<22} {door:<18} {shown:<100} {ratio}")
-    frames = results.get("frames, 8 conn", {})
-    if "portal" in frames and "portal, audit off" in frames:
-        on, off = frames["portal"], frames["portal, audit off"]
-        cost = 1 - on["requests_per_s"] / off["requests_per_s"]
-        lines.append(f"audit cost, frames at 8 connections: {100 * cost:.1f}% of requests/s")
-        if "paired_requests_per_s_vs_audit_off" in on:
-            paired = 1 - on["paired_requests_per_s_vs_audit_off"]
-            lines.append(
-                f"audit cost, frames at 8 connections, paired by repeat: {100 * paired:.1f}% of requests/s"
-            )
-        # Less noisy than two throughputs: on a machine the load keeps busy, requests/s
-        # goes as 1 / CPU per request. wrk's own CPU is left out of the whole, so
-        # this overstates the cost.
-        if "portal_cpu_ms_per_request" in on and "portal_cpu_ms_per_request" in off:
-            extra = on["portal_cpu_ms_per_request"] - off["portal_cpu_ms_per_request"]
-            whole = on["portal_cpu_ms_per_request"] + on["orthanc_cpu_ms_per_request"]
-            lines.append(
-                f"audit cost, frames at 8 connections, by CPU: {extra:+.3f} ms per request,"
-                f" {100 * extra / whole:+.1f}% of the portal's and Orthanc's CPU per request"
-                " (+-0.002 ms: a clock tick per run)"
-            )
-    for name, doors in results.items():
-        if "recipe" in doors and "portal" in doors and doors["recipe"].get("requests_per_s"):
-            share = doors["portal"]["requests_per_s"] / doors["recipe"]["requests_per_s"]
-            paired = paired_shown(doors["portal"], "requests_per_s", "recipe")
-            lines.append(f"{name}: portal/recipe {share:.2f} of requests/s{paired}")
-    lines.extend(gauges(results))
-    return "\n".join(lines)
-
-
-def gauges(results: dict[str, dict[str, Result]]) -> list[str]:
-    """What the run's ratios can be read to: its own noise, and what any nginx hop costs."""
-    lines = []
-    for name, doors in results.items():
-        direct = doors.get("direct", {})
-        rate = direct.get("requests_per_s")
-        if "direct, again" in doors and rate:
-            again = doors["direct, again"]
-            lines.append(
-                f"{name}: noise, direct measured twice: {again['requests_per_s'] / rate:.2f}"
-                f" of requests/s{paired_shown(again, 'requests_per_s', 'direct')}"
-            )
-        if "nginx, no decision" in doors and "portal" in doors and rate:
-            hop, portal = doors["nginx, no decision"], doors["portal"]
-            lines.append(
-                f"{name}: nginx with no decision/direct {hop['requests_per_s'] / rate:.2f}"
-                f"{paired_shown(hop, 'requests_per_s', 'direct')}; portal/nginx with no decision"
-                f" {portal['requests_per_s'] / hop['requests_per_s']:.2f}"
-                f"{paired_shown(portal, 'requests_per_s', 'no_decision')} of requests/s"
-            )
-    return lines
-
-
-def paired_shown(figures: Result, key: str, label: str) -> str:
-    paired = figures.get(f"paired_{key}_vs_{label}")
-    return "" if paired is None else f" (paired {paired:.2f})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--slices", type=int, default=320)
@@ -907,20 +831,30 @@ def main() -> None:
         bench.stop()
     print(f"Orthanc: {bench.orthanc.versions}")
     print(report(bench.results))
+    run = {
+        "machine": os.uname().nodename,
+        "cores": os.cpu_count(),
+        "finished": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit(),
+        "orthanc": str(bench.orthanc.versions),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "results": bench.results,
+    }
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(
-            {
-                "machine": os.uname().nodename,
-                "cores": os.cpu_count(),
-                "orthanc": str(bench.orthanc.versions),
-                "args": {k: str(v) for k, v in vars(args).items()},
-                "results": bench.results,
-            },
-            indent=2,
-        )
-    )
+    args.json.write_text(json.dumps(run, indent=2))
     print(f"\nresults written to {args.json}")
+    # A run of some measures only (--only, --skip-viewer) leaves today's figures as they are.
+    if not args.only and not args.skip_viewer:
+        write_page(PAGE, page_block(run))
+        print(f"today's figures written to {PAGE.relative_to(REPO)}")
+
+
+def commit() -> str:
+    """The checkout's commit, marked when files differ from it."""
+    found = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    return found.stdout.strip() or "an unknown commit"
 
 
 if __name__ == "__main__":

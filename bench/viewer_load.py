@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
-    from bench.bench import Bench, Door, Result
+    from bench.bench import Bench, Door
+    from bench.report import Result
 
 NAME = "OHIF viewer load"
 SLOW_CLIENTS = "OHIF under slow clients"
@@ -65,9 +66,9 @@ def measure(bench: Bench) -> None:
             executable_path=CHROMIUM, args=[*FLAGS, "--disable-quic"], headless=True
         )
         try:
-            # Uncounted: a fresh browser's first visit took 0.6-1.2 s longer than its later
-            # ones (three runs, the portal first), mostly in the browser: OHIF's first /pacs
-            # request 0.2 s later, and 0.2 s more from the metadata to the first frame.
+            # Uncounted: a fresh browser's first visit takes longer than its later ones,
+            # mostly in the browser (docs/performance-history.md, "OHIF: one uncounted
+            # visit through each door").
             if not bench.args.only or bench.args.only in NAME:
                 for door in (by_name["portal"], by_name["recipe"]):
                     visit(browser, bench, door, pixel_bytes)

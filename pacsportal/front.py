@@ -1,37 +1,30 @@
-"""The front: nginx, the only listener, rendered from one template and run like Orthanc.
+"""The front's configuration: nginx's one template, rendered for where nginx runs.
 
 `deploy/nginx/pacsportal.conf.template` is the one template and this module the
-one place that renders it: natively for `manage.py serve` and the tests, and
-for compose's front container (the official nginx image, which has no Python),
-where the web container's entrypoint runs `manage.py render_front` into a
-memory-backed volume that the front mounts read-only. Each time with a small
-main configuration around it (pid, temp paths, logs) and the Orthanc service
-credential in a file of its own, readable by its owner only.
+one place that renders it: for compose's front container (the official nginx
+image, which has no Python), where the web container's entrypoint runs
+`manage.py render_front` into a memory-backed volume that the front mounts
+read-only; and for the local stack's nginx (`devstack/nginx.py`: `manage.py
+serve`, the tests, the bench), which also starts and supervises it. Each time
+with a small main configuration around it (pid, temp paths, logs) and the
+Orthanc service credential in a file of its own, readable by its owner only.
+Rendering is runtime (compose uses it); running nginx is the local stack's.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
-import time
 import urllib.parse
-from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 TEMPLATE = REPOSITORY / "deploy" / "nginx" / "pacsportal.conf.template"
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
-INSTALL_HINT = "install it with: apt-get install nginx (make run and make test do this)"
-# The decision cache's keys hold session cookies and Authorization headers: tmpfs only.
-# Its directory there is checked to be ours (see own_private_directory).
-MEMORY_FILESYSTEM = Path("/dev/shm")  # noqa: S108
 ACCESS_LOG_FORMAT = (
     "log_format pacsportal escape=json '{"
     '"time":"$time_iso8601","client":"$remote_addr","user":"$pacs_user","method":"$request_method",'
@@ -43,17 +36,9 @@ ACCESS_LOG_FORMAT = (
 CONTAINER_PORT = 8000
 CONTAINER_HEALTH_PORT = 8081
 CONTAINER_DECISION_CACHE = "/var/cache/nginx/pacs-decisions"
+# compose.yaml's front image (nginx:1.30-alpine); tests/test_deployment.py keeps the two equal.
+COMPOSE_FRONT_VERSION = (1, 30)
 MEMORY_FILESYSTEM_TYPES = frozenset({"tmpfs", "ramfs"})
-
-
-def native_decision_cache(work_dir: Path) -> Path:
-    """Where the nginx working in `work_dir` caches its decisions: tmpfs, one per work_dir."""
-    tag = hashlib.sha256(str(work_dir.resolve()).encode()).hexdigest()[:12]
-    return MEMORY_FILESYSTEM / f"pacsportal-decisions-{tag}"
-
-
-class FrontNotInstalled(RuntimeError):
-    pass
 
 
 class FrontStartError(RuntimeError):
@@ -66,22 +51,6 @@ def render(template: str, values: dict[str, str]) -> str:
     if missing:
         raise KeyError(f"no value for {', '.join(missing)} in {TEMPLATE.name}")
     return PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
-
-
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if found is None:
-        raise FrontNotInstalled(f"nginx is not installed; {INSTALL_HINT}")
-    return found
-
-
-def nginx_version() -> tuple[int, ...]:
-    """The installed nginx's version, from `nginx -v` ("nginx version: nginx/1.22.1")."""
-    result = subprocess.run([nginx_binary(), "-v"], capture_output=True, text=True, timeout=30)
-    found = re.search(r"nginx/(\d+(?:\.\d+)*)", result.stderr + result.stdout)
-    if found is None:
-        raise FrontStartError(f"could not read nginx's version from: {result.stderr.strip()!r}")
-    return tuple(int(part) for part in found.group(1).split("."))
 
 
 # nginx 1.25.1 made HTTP/2 a server directive (`http2 on;`) and deprecated the
@@ -113,7 +82,7 @@ TLS_PROFILE = (
     # A ticket key lives as long as nginx does and would undo forward secrecy until a restart.
     "ssl_session_tickets off;",
 )
-# Mozilla's intermediate HSTS: two years (TLS_HSTS_SECONDS).
+# Mozilla's intermediate HSTS: two years, TLS_HSTS_SECONDS's default (pacsportal/settings.py).
 HSTS_SECONDS = 63072000
 
 
@@ -137,8 +106,13 @@ def redirect_server(port: int, tls_port: int) -> str:
 
 
 @dataclass
-class Front:
-    """nginx in front of one portal (gunicorn) and one Orthanc."""
+class Front(ABC):
+    """nginx in front of one portal (gunicorn) and one Orthanc: its configuration files.
+
+    Where nginx runs decides the main configuration around the rendered template,
+    the checks before writing, and where decisions are cached: compose's front
+    container (`ContainerFront`) or the local stack's nginx (`devstack.nginx`).
+    """
 
     work_dir: Path
     port: int
@@ -162,32 +136,40 @@ class Front:
     ocsp_stapling: bool = False  # TLS_OCSP_STAPLING
     trusted_ca_file: str = ""  # TLS_TRUSTED_CA_FILE
     http_redirect_port: int = 0  # HTTP_REDIRECT_PORT; 0: none
-    version: tuple[int, ...] | None = None  # the installed nginx's, read when first needed
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    version: tuple[int, ...] | None = None  # the nginx that will run it, read when first needed
 
     @property
     def config_path(self) -> Path:
         return self.work_dir / "nginx.conf"
 
     @property
-    def log_path(self) -> Path:
-        return self.work_dir / "error.log"
-
-    @property
-    def access_log_path(self) -> Path:
-        return self.work_dir / "access.log"
-
-    @property
     def scheme(self) -> str:
         return "https" if self.tls_cert else "http"
 
     @property
-    def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
-
-    @property
+    @abstractmethod
     def decision_cache(self) -> Path:
-        return native_decision_cache(self.work_dir)
+        """Where nginx caches decisions: memory only, as the keys hold credentials."""
+
+    @abstractmethod
+    def read_version(self) -> tuple[int, ...]:
+        """The version of the nginx that will run this configuration."""
+
+    @abstractmethod
+    def prepare(self) -> None:
+        """Refuse a place the files must not be written to, and make the directories nginx needs."""
+
+    @abstractmethod
+    def process_directives(self) -> list[str]:
+        """nginx.conf's lines outside `http`: user, pid, error log."""
+
+    @abstractmethod
+    def http_directives(self) -> list[str]:
+        """nginx.conf's lines inside `http` that depend on where it runs: temp paths, access log."""
+
+    def extra_servers(self) -> str:
+        """Servers of nginx.conf beside the template's."""
+        return ""
 
     def refuse_idle_tls_options(self) -> None:
         """Each TLS option asked for without what it needs would be silently dropped: refuse it."""
@@ -212,7 +194,7 @@ class Front:
         listen, tls, hsts = str(self.port), "", ""
         if self.tls_cert:
             if self.version is None:
-                self.version = nginx_version()
+                self.version = self.read_version()
             listen, http2 = tls_listen(self.port, self.version)
             directives = list(TLS_PROFILE)
             if self.ocsp_stapling:
@@ -244,77 +226,31 @@ class Front:
             "ORTHANC_READ_TIMEOUT": str(self.read_timeout),
         }
 
-    def write_config(self) -> Path:
-        if not MEMORY_FILESYSTEM.is_dir():
-            raise FrontStartError(
-                f"{MEMORY_FILESYSTEM} (tmpfs) is missing: the decision cache must not touch disk"
-            )
-        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "secrets"):
-            (self.work_dir / name).mkdir(parents=True, exist_ok=True, mode=0o700)
-        own_private_directory(self.decision_cache)
-        write_private(self.work_dir / "secrets" / "orthanc-credential.conf", credential_directive(self))
-        (self.work_dir / "pacsportal.conf").write_text(render(TEMPLATE.read_text(), self.values()))
-        work = self.work_dir
-        # Started as root, nginx would drop its workers to `nobody`, who cannot
-        # reach the private unix socket and directories of a portal that (like
-        # Orthanc and gunicorn under `make run`) runs as root too. Production
-        # runs each under its own user (compose; docs/deploy.md).
-        user = "user root root;\n" if os.geteuid() == 0 else ""
-        self.config_path.write_text(
-            f"{user}worker_processes {self.workers};\npid {work}/nginx.pid;\n"
-            f"error_log {self.log_path} warn;\n"
-            "daemon off;\nevents { worker_connections 2048; }\nhttp {\n"
-            f"    client_body_temp_path {work}/client_body;\n    proxy_temp_path {work}/proxy;\n"
-            f"    fastcgi_temp_path {work}/fastcgi;\n    uwsgi_temp_path {work}/uwsgi;\n"
-            f"    scgi_temp_path {work}/scgi;\n    default_type application/octet-stream;\n"
+    def main_config(self) -> str:
+        """nginx.conf: the rendered template inside the process and http settings of where nginx runs."""
+        http = "".join(f"    {line}\n" for line in self.http_directives())
+        return (
+            "\n".join(self.process_directives())
+            + f"\nworker_processes {self.workers};\nevents {{ worker_connections 2048; }}\nhttp {{\n"
+            "    default_type application/octet-stream;\n"
             "    sendfile on;\n    tcp_nopush on;\n    tcp_nodelay on;\n"
-            f"    {ACCESS_LOG_FORMAT}\n    access_log {self.access_log_path} pacsportal;\n"
-            f"    include {work}/pacsportal.conf;\n}}\n"
+            f"    {ACCESS_LOG_FORMAT}\n{http}"
+            f"    include {self.work_dir}/pacsportal.conf;\n{self.extra_servers()}}}\n"
         )
+
+    def write_config(self) -> Path:
+        """Write the credential, the rendered template and nginx.conf; return nginx.conf's path.
+
+        Each file is readable by its owner only and replaced whole: an nginx
+        starting meanwhile, or another web replica writing the same files,
+        never reads half of one.
+        """
+        self.prepare()
+        (self.work_dir / "secrets").mkdir(mode=0o700, exist_ok=True)
+        write_replacing(self.work_dir / "secrets" / "orthanc-credential.conf", credential_directive(self))
+        write_replacing(self.work_dir / "pacsportal.conf", render(TEMPLATE.read_text(), self.values()))
+        write_replacing(self.config_path, self.main_config())
         return self.config_path
-
-    def check(self) -> None:
-        result = subprocess.run(
-            [nginx_binary(), "-t", "-q", "-c", str(self.write_config()), "-p", str(self.work_dir)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        if result.returncode != 0:
-            raise FrontStartError(f"nginx refused its configuration ({self.config_path}):\n{result.stderr}")
-
-    def start(self, timeout: float = 30) -> None:
-        self.check()
-        with open(self.work_dir / "nginx.out", "ab") as out:
-            self.process = subprocess.Popen(
-                [nginx_binary(), "-c", str(self.config_path), "-p", str(self.work_dir)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise FrontStartError(f"nginx exited with {self.process.returncode}; see {self.log_path}")
-            with socket.socket() as probe:
-                probe.settimeout(1)
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise FrontStartError(f"nginx did not listen on {self.port} within {timeout:.0f} s")
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)  # graceful: finish what is being served
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-        shutil.rmtree(self.decision_cache, ignore_errors=True)
 
 
 @dataclass
@@ -325,8 +261,7 @@ class ContainerFront(Front):
     the front mounts read-only at the same path, and read there by nginx's
     master process (root) at start. The upstreams are compose's service names;
     the Orthanc credential comes from the web container's secret, as the
-    portal's own does. Each file is replaced whole: a front starting meanwhile,
-    or another web replica writing the same files, never reads half of one.
+    portal's own does.
     """
 
     health_host: str = "localhost"
@@ -335,7 +270,11 @@ class ContainerFront(Front):
     def decision_cache(self) -> Path:
         return Path(CONTAINER_DECISION_CACHE)
 
-    def write_config(self) -> Path:
+    def read_version(self) -> tuple[int, ...]:
+        # The web container has no nginx to ask: the front is compose.yaml's image.
+        return COMPOSE_FRONT_VERSION
+
+    def prepare(self) -> None:
         if self.http_redirect_port:
             raise FrontStartError(
                 "HTTP_REDIRECT_PORT is for manage.py serve: compose.yaml publishes the front's one port "
@@ -346,28 +285,29 @@ class ContainerFront(Front):
                 f"{self.work_dir} is not on a memory filesystem (tmpfs): the Orthanc credential "
                 "must not touch disk (compose.yaml mounts a tmpfs volume there)"
             )
-        (self.work_dir / "secrets").mkdir(mode=0o700, exist_ok=True)
-        write_replacing(self.work_dir / "secrets" / "orthanc-credential.conf", credential_directive(self))
-        write_replacing(self.work_dir / "pacsportal.conf", render(TEMPLATE.read_text(), self.values()))
-        write_replacing(
-            self.config_path,
-            "# compose.yaml's front container (the official nginx image), written by the web\n"
-            "# container's entrypoint (manage.py render_front, pacsportal/front.py).\n"
-            f"user nginx;\nworker_processes {self.workers};\npid /run/nginx.pid;\n"
-            "error_log /dev/stderr warn;\nevents { worker_connections 2048; }\nhttp {\n"
-            "    default_type application/octet-stream;\n"
-            "    sendfile on;\n    tcp_nopush on;\n    tcp_nodelay on;\n"
-            f"    {ACCESS_LOG_FORMAT}\n    access_log /dev/stdout pacsportal;\n"
-            f"    include {self.work_dir}/pacsportal.conf;\n"
+
+    def process_directives(self) -> list[str]:
+        return [
+            "# compose.yaml's front container (the official nginx image), written by the web",
+            "# container's entrypoint (manage.py render_front, pacsportal/front.py).",
+            "user nginx;",
+            "pid /run/nginx.pid;",
+            "error_log /dev/stderr warn;",
+        ]
+
+    def http_directives(self) -> list[str]:
+        return ["access_log /dev/stdout pacsportal;"]
+
+    def extra_servers(self) -> str:
+        return (
             "    # The container's health check: the portal's /healthz through the front, on loopback only.\n"
             f"    server {{\n        listen 127.0.0.1:{CONTAINER_HEALTH_PORT};\n        access_log off;\n"
             "        location = /healthz {\n            proxy_pass http://pacsportal_web;\n"
             "            proxy_http_version 1.1;\n"
             f'            proxy_set_header Host "{self.health_host}";\n'
             '            proxy_set_header Connection "";\n        }\n'
-            "        location / {\n            return 404;\n        }\n    }\n}\n",
+            "        location / {\n            return 404;\n        }\n    }\n"
         )
-        return self.config_path
 
 
 def real_ip(site_proxies: tuple[str, ...]) -> str:
@@ -396,14 +336,6 @@ def on_memory_filesystem(path: Path) -> bool:
     return kind in MEMORY_FILESYSTEM_TYPES
 
 
-def own_private_directory(path: Path) -> None:
-    """Create `path` (mode 0700), refusing one that another user made or that is a symlink."""
-    path.mkdir(mode=0o700, exist_ok=True)
-    found = path.lstat()
-    if path.is_symlink() or found.st_uid != os.getuid() or found.st_mode & 0o077:
-        raise FrontStartError(f"{path} is not a private directory of this user; remove it")
-
-
 def credential_directive(front: Front) -> str:
     token = base64.b64encode(f"{front.orthanc_user}:{front.orthanc_password}".encode()).decode()
     return f'proxy_set_header Authorization "Basic {token}";\n'
@@ -423,47 +355,29 @@ def write_replacing(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
-def from_settings(port: int, socket_path: Path) -> Front:
-    """The front of `manage.py serve`: nginx on `port`, gunicorn behind it on `socket_path`."""
-    from django.conf import settings
-
-    orthanc = urllib.parse.urlsplit(settings.ORTHANC_URL)
-    return Front(
-        work_dir=settings.VAR_DIR / "nginx",
-        port=port,
-        portal_upstream=f"unix:{socket_path}",
-        orthanc_upstream=orthanc.netloc,
-        orthanc_user=settings.ORTHANC_USER,
-        orthanc_password=settings.ORTHANC_PASSWORD,
-        tls_cert=os.environ.get("TLS_CERT_FILE", ""),
-        tls_key=os.environ.get("TLS_KEY_FILE", ""),
-        decision_seconds=settings.NGINX_DECISION_SECONDS,
-        max_body=settings.NGINX_MAX_BODY,
-        max_uploads=settings.NGINX_MAX_UPLOADS,
-        max_uploads_per_client=settings.NGINX_MAX_UPLOADS_PER_CLIENT,
-        read_timeout=settings.ORTHANC_READ_TIMEOUT,
-        site_proxies=tuple(str(network) for network in settings.SITE_PROXIES),
-        gzip=settings.NGINX_GZIP,
-        **tls_options(),
-        http_redirect_port=settings.HTTP_REDIRECT_PORT,
-    )
-
-
-def tls_options() -> dict[str, Any]:
-    """The TLS settings both fronts share: HSTS (its scope as Django's flags ask) and OCSP stapling."""
+def options_from_settings() -> dict[str, Any]:
+    """What every front takes from the settings: Orthanc, the limits, the site's proxies, TLS."""
     from django.conf import settings
 
     return {
+        "orthanc_upstream": urllib.parse.urlsplit(settings.ORTHANC_URL).netloc,
+        "orthanc_user": settings.ORTHANC_USER,
+        "orthanc_password": settings.ORTHANC_PASSWORD,
+        "decision_seconds": settings.NGINX_DECISION_SECONDS,
+        "max_body": settings.NGINX_MAX_BODY,
+        "max_uploads": settings.NGINX_MAX_UPLOADS,
+        "max_uploads_per_client": settings.NGINX_MAX_UPLOADS_PER_CLIENT,
+        "read_timeout": settings.ORTHANC_READ_TIMEOUT,
+        "site_proxies": tuple(str(network) for network in settings.SITE_PROXIES),
+        "gzip": settings.NGINX_GZIP,
+        # HSTS, its scope as Django's flags ask, and OCSP stapling.
         "hsts_seconds": settings.TLS_HSTS_SECONDS,
         "hsts_include_subdomains": settings.SECURE_HSTS_INCLUDE_SUBDOMAINS,
         "hsts_preload": settings.SECURE_HSTS_PRELOAD,
         "ocsp_stapling": settings.TLS_OCSP_STAPLING,
         "trusted_ca_file": settings.TLS_TRUSTED_CA_FILE,
+        "http_redirect_port": settings.HTTP_REDIRECT_PORT,
     }
-
-
-# compose.yaml's front image (nginx:1.30-alpine); tests/test_deployment.py keeps the two equal.
-COMPOSE_FRONT_VERSION = (1, 30)
 
 
 def container_from_settings(directory: Path) -> ContainerFront:
@@ -472,28 +386,14 @@ def container_from_settings(directory: Path) -> ContainerFront:
 
     from pacsportal.env import env_str
 
-    orthanc = urllib.parse.urlsplit(settings.ORTHANC_URL)
     return ContainerFront(
         work_dir=directory,
         port=CONTAINER_PORT,
         portal_upstream=env_str("FRONT_PORTAL_UPSTREAM") or "web:8000",
-        orthanc_upstream=orthanc.netloc,
-        orthanc_user=settings.ORTHANC_USER,
-        orthanc_password=settings.ORTHANC_PASSWORD,
         tls_cert=env_str("TLS_CERT_FILE"),
         tls_key=env_str("TLS_KEY_FILE"),
-        decision_seconds=settings.NGINX_DECISION_SECONDS,
-        max_body=settings.NGINX_MAX_BODY,
-        max_uploads=settings.NGINX_MAX_UPLOADS,
-        max_uploads_per_client=settings.NGINX_MAX_UPLOADS_PER_CLIENT,
-        read_timeout=settings.ORTHANC_READ_TIMEOUT,
-        site_proxies=tuple(str(network) for network in settings.SITE_PROXIES),
-        gzip=settings.NGINX_GZIP,
-        **tls_options(),
-        http_redirect_port=settings.HTTP_REDIRECT_PORT,
         health_host=allowed_host(settings.ALLOWED_HOSTS),
-        # The web container has no nginx to ask: the front is compose.yaml's image.
-        version=COMPOSE_FRONT_VERSION,
+        **options_from_settings(),
     )
 
 

@@ -1,6 +1,6 @@
-"""The embedded default's generated secrets, kept in `var/local.env`.
+"""The embedded default's places: `var/`, its generated secrets, its nginx's decision cache.
 
-`make run` writes this file once (a random SECRET_KEY and Orthanc service
+`make run` writes `var/local.env` once (a random SECRET_KEY and Orthanc service
 credential), so that the portal runs outside debug with no configuration and
 `manage.py` from the repository root acts on the same database and Orthanc.
 Real environment variables always win over it. This module imports nothing from
@@ -9,6 +9,7 @@ Django so that it can run before settings exist.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import sys
@@ -17,10 +18,22 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# The decision cache's keys hold session cookies and Authorization headers: tmpfs only.
+# The local stack checks that its directory there is its own (devstack/nginx.py).
+MEMORY_FILESYSTEM = Path("/dev/shm")  # noqa: S108
 
 
 def var_dir() -> Path:
     return Path(os.environ.get("PORTAL_VAR_DIR") or BASE_DIR / "var").resolve()
+
+
+def native_decision_cache(work_dir: Path) -> Path:
+    """Where the local nginx working in `work_dir` caches its decisions: tmpfs, one per work_dir.
+
+    Here, not with that nginx, because the settings find `manage.py serve`'s cache by it.
+    """
+    tag = hashlib.sha256(str(work_dir.resolve()).encode()).hexdigest()[:12]
+    return MEMORY_FILESYSTEM / f"pacsportal-decisions-{tag}"
 
 
 def local_env_path() -> Path:

@@ -7,6 +7,7 @@ Orthanc under `var/`, with the secrets `make run` generated into
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import re
 from datetime import timedelta
@@ -16,8 +17,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from pacsportal.env import env_bool, env_int, env_list, env_secret, env_str
-from pacsportal.front import HSTS_SECONDS, native_decision_cache
-from pacsportal.localenv import BASE_DIR, load_local_env, var_dir
+from pacsportal.localenv import BASE_DIR, load_local_env, native_decision_cache, var_dir
 
 VAR_DIR = var_dir()
 load_local_env()
@@ -78,6 +78,10 @@ INSTALLED_APPS = [
     "audit",
     "viewer",
 ]
+# The local stack (`manage.py serve` and `orthanc`): a checkout's, never the image's
+# (.dockerignore leaves devstack/ out), so its commands exist only where it does.
+if importlib.util.find_spec("devstack") is not None:
+    INSTALLED_APPS.append("devstack")
 
 MIDDLEWARE = [
     # First: a front decision's age counts from before the session and user are read.
@@ -169,9 +173,9 @@ PORTAL_FRONT = env_str("PORTAL_FRONT", "nginx")
 if PORTAL_FRONT not in ("nginx", "none"):
     raise ImproperlyConfigured(f"PORTAL_FRONT={PORTAL_FRONT!r}: use nginx or none")
 # Whether nginx gzips reads for clients that accept it. Off, as Orthanc 1.12 is by
-# default: on loopback OHIF loaded the demo CT in 5.7 s plain against 8.0 s gzipped
-# at level 1 (docs/performance.md); on, frames cross the network at a quarter of
-# their size for 5 ms of nginx's CPU each, for slow links (Wi-Fi, remote sites).
+# default: on loopback OHIF loaded the demo CT faster plain than gzipped; on, frames
+# cross the network smaller for some of nginx's CPU each, for slow links (Wi-Fi,
+# remote sites). The figures: docs/performance-history.md, "Compression off by default".
 NGINX_GZIP = env_bool("NGINX_GZIP", False)
 # Seconds nginx may reuse a decision for the same credential and study (0: ask every time).
 NGINX_DECISION_SECONDS = env_int("NGINX_DECISION_SECONDS", 5, minimum=0, maximum=5)
@@ -219,7 +223,7 @@ NGINX_MAX_UPLOADS_PER_CLIENT = env_int(
 # SECURE_HSTS_PRELOAD; 0 tells browsers to forget it); OCSP stapling, with the CA
 # certificates that verify the responder's answers when the chain lacks them; and a
 # plain-HTTP port that only redirects to HTTPS (manage.py serve; 0: none).
-TLS_HSTS_SECONDS = env_int("TLS_HSTS_SECONDS", HSTS_SECONDS)
+TLS_HSTS_SECONDS = env_int("TLS_HSTS_SECONDS", 63072000)
 TLS_OCSP_STAPLING = env_bool("TLS_OCSP_STAPLING", False)
 TLS_TRUSTED_CA_FILE = env_str("TLS_TRUSTED_CA_FILE")
 HTTP_REDIRECT_PORT = env_int("HTTP_REDIRECT_PORT", 0, maximum=65535)

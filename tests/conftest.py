@@ -27,8 +27,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
 
-from orthanc import debian
-from orthanc.server import OrthancNotInstalled, OrthancServer, OrthancStartError, PostgresIndex
+from devstack import debian
+from devstack.orthanc_server import OrthancNotInstalled, OrthancServer, OrthancStartError, PostgresIndex
 from tests.browser import browser, playwright_driver  # noqa: F401  (the one session-wide Playwright and Chromium)
 from tests.front import start_front
 from tests.recorder import Recorder

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from orthanc.server import OrthancServer
-from pacsportal.front import Front, FrontNotInstalled
+from devstack.nginx import FrontNotInstalled, NativeFront
+from devstack.orthanc_server import OrthancServer
 from tests.services import LivePortal
 
 
-def start_front(portal: LivePortal, orthanc: OrthancServer, workers: int = 1) -> Front:
+def start_front(portal: LivePortal, orthanc: OrthancServer, workers: int = 1) -> NativeFront:
     """Render and start nginx on the portal's port; the portal then starts behind it."""
     socket_path = portal.work_dir / "gunicorn.sock"
     portal.env["GUNICORN_BIND"] = f"unix:{socket_path}"
     portal.env["TRUST_PROXY_SSL_HEADER"] = "true"  # only nginx reaches the socket
-    front = Front(
+    front = NativeFront(
         work_dir=portal.work_dir / "nginx",
         port=portal.port,
         portal_upstream=f"unix:{socket_path}",

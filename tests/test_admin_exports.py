@@ -16,8 +16,8 @@ import zipfile
 import pytest
 import requests
 
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
 from tests.services import LivePortal
 
 pytestmark = pytest.mark.live

@@ -19,8 +19,8 @@ import pytest
 import requests
 import urllib3
 
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
 from tests.dicom import unique_ct_instance
 from tests.services import LivePortal
 

@@ -8,8 +8,8 @@ import io
 import pytest
 import requests
 
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
 from tests.dicom import unique_ct_instance
 from tests.services import LivePortal
 

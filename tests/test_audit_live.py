@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
 from tests import rawhttp
 from tests.conftest import start_portal
 from tests.dicom import stow_body, unique_ct_instance

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 import requests
 
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
 from tests.conftest import start_portal
 from tests.services import LivePortal, PostgresCluster
 

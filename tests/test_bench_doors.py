@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.bench import NoDecision, gauges
+from bench.bench import NoDecision
+from bench.report import gauges
+from devstack.nginx import FrontNotInstalled, nginx_binary
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
-from pacsportal.front import TEMPLATE, FrontNotInstalled, nginx_binary
+from pacsportal.front import TEMPLATE
 from tests.services import free_port
 
 

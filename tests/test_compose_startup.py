@@ -46,15 +46,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from orthanc.server import OrthancNotInstalled, OrthancServer, PostgresIndex
-from pacsportal.front import (
-    CONTAINER_HEALTH_PORT,
-    CONTAINER_PORT,
-    HTTP2_DIRECTIVE_SINCE,
-    FrontNotInstalled,
-    nginx_binary,
-    nginx_version,
-)
+from devstack.nginx import FrontNotInstalled, nginx_binary, nginx_version
+from devstack.orthanc_server import OrthancNotInstalled, OrthancServer, PostgresIndex
+from pacsportal.front import CONTAINER_HEALTH_PORT, CONTAINER_PORT, HTTP2_DIRECTIVE_SINCE
 from tests.compose import (
     NGINX_IMAGE_ID,
     SECRETS_DIR,

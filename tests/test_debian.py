@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orthanc import debian
+from devstack import debian
 
 DEBIAN_12 = (
     'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n'
@@ -93,7 +93,8 @@ def test_it_refuses_an_unknown_orthanc_source(tmp_path: Path) -> None:
 
 
 def test_it_says_how_to_build_a_missing_root_filesystem(tmp_path: Path) -> None:
-    with pytest.raises(debian.RootfsMissing, match=r"python -m orthanc\.debian build trixie.*make test does"):
+    missing = r"python -m devstack\.debian build trixie.*make test does"
+    with pytest.raises(debian.RootfsMissing, match=missing):
         debian.require(debian.resolve("other", "bookworm", tmp_path))
 
 

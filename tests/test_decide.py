@@ -15,8 +15,8 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 
 from accounts.authentication import ANONYMOUS, Identity
 from accounts.models import Share
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
 from proxy import rules
 from proxy.asked import Asked
 from proxy.decision import Decision, decide

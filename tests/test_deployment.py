@@ -170,7 +170,7 @@ def test_it_publishes_the_dicom_server_on_4242_with_the_template() -> None:
 
 
 def test_it_locks_the_orthanc_index_for_its_single_orthanc() -> None:
-    # The image's default is false; natively (orthanc/server.py) the lock is on.
+    # The image's default is false; natively (devstack/orthanc_server.py) the lock is on.
     assert compose()["services"]["orthanc"]["environment"].get("ORTHANC__POSTGRESQL__LOCK") == "true"
 
 

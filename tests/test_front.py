@@ -14,8 +14,8 @@ from playwright.sync_api import Browser
 
 from accounts import permissions
 from core import revocation_table
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
 from tests.conftest import start_portal
 from tests.dicom import stow_body, unique_ct_instance
 from tests.services import LivePortal, PostgresCluster, require_binary

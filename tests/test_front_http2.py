@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Playwright
 
-from orthanc.server import OrthancServer
-from pacsportal.front import Front, FrontNotInstalled, nginx_binary, nginx_version, tls_listen
+from devstack.nginx import FrontNotInstalled, NativeFront, nginx_binary, nginx_version
+from devstack.orthanc_server import OrthancServer
+from pacsportal.front import tls_listen
 from tests.browser import CHROMIUM, FLAGS, log_in
 from tests.conftest import start_portal
 from tests.services import LivePortal, PostgresCluster
@@ -47,8 +48,8 @@ def test_it_turns_http2_on_by_its_own_directive_from_nginx_1_25_1() -> None:
     assert tls_listen(8443, (1, 27, 3)) == ("8443 ssl", "http2 on; ")
 
 
-def a_front(tmp_path: Path, version: tuple[int, ...] | None, cert: str = "", key: str = "") -> Front:
-    return Front(
+def a_front(tmp_path: Path, version: tuple[int, ...] | None, cert: str = "", key: str = "") -> NativeFront:
+    return NativeFront(
         work_dir=tmp_path / "nginx",
         port=8443,
         portal_upstream="unix:/nonexistent/gunicorn.sock",

@@ -34,10 +34,11 @@ from sslyze.mozilla_tls_profile.tls_config_checker import (
     check_server_against_tls_configuration,
 )
 
+from devstack.nginx import NativeFront, nginx_binary
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
 from pacsportal import front
-from pacsportal.front import ContainerFront, Front, FrontStartError, nginx_binary
+from pacsportal.front import ContainerFront, FrontStartError
 from tests.conftest import start_portal
 from tests.rawhttp import basic
 from tests.services import LivePortal, PostgresCluster, free_port, require_binary
@@ -304,9 +305,9 @@ def test_plain_http_to_the_tls_port_is_redirected_to_https(tls_front: LivePortal
 
 
 @pytest.fixture(scope="module")
-def redirecting_front(tls_front: LivePortal) -> Iterator[Front]:
+def redirecting_front(tls_front: LivePortal) -> Iterator[NativeFront]:
     """A second front for the same portal, with the plain-HTTP listener (HTTP_REDIRECT_PORT)."""
-    fronted: Front = tls_front.front  # type: ignore[attr-defined]
+    fronted: NativeFront = tls_front.front  # type: ignore[attr-defined]
     second = dataclasses.replace(
         fronted,
         work_dir=Path(tempfile.mkdtemp(prefix="pacsportal-redirect-nginx-")),
@@ -321,7 +322,7 @@ def redirecting_front(tls_front: LivePortal) -> Iterator[Front]:
 
 
 def test_the_redirect_listener_sends_every_request_to_https_and_serves_nothing(
-    redirecting_front: Front, tls_front: LivePortal
+    redirecting_front: NativeFront, tls_front: LivePortal
 ) -> None:
     plain = f"http://127.0.0.1:{redirecting_front.http_redirect_port}"
     secure = f"https://127.0.0.1:{redirecting_front.port}"
@@ -347,8 +348,8 @@ def test_the_redirect_listener_sends_every_request_to_https_and_serves_nothing(
     assert hsts_headers(health) == [HSTS]
 
 
-def a_front(work_dir: Path, port: int = 8443, **options: object) -> Front:
-    return Front(
+def a_front(work_dir: Path, port: int = 8443, **options: object) -> NativeFront:
+    return NativeFront(
         work_dir=work_dir,
         port=port,
         portal_upstream="unix:/nonexistent/gunicorn.sock",
@@ -359,7 +360,7 @@ def a_front(work_dir: Path, port: int = 8443, **options: object) -> Front:
     )
 
 
-def nginx_t(config: Front) -> subprocess.CompletedProcess[str]:
+def nginx_t(config: NativeFront) -> subprocess.CompletedProcess[str]:
     try:
         path = config.write_config()
         return subprocess.run(

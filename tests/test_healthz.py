@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from orthanc.server import OrthancServer
+from devstack.orthanc_server import OrthancServer
 from tests.services import free_port
 
 pytestmark = pytest.mark.django_db

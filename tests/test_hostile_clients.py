@@ -9,7 +9,7 @@ import httplib2
 import pytest
 import requests
 
-from orthanc.server import OrthancServer
+from devstack.orthanc_server import OrthancServer
 from tests.dicom import stow_body, unique_ct_instance, write_large_stow_body
 from tests.services import LivePortal
 

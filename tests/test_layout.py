@@ -1,5 +1,7 @@
 """The layout shows the design: apps never import the project package, core/ and
-audit/ never import an app above them, and only orthanc/ opens connections to Orthanc."""
+audit/ never import an app above them, only orthanc/ opens connections to Orthanc,
+and nothing that runs in production imports the local stack (devstack/: Orthanc
+and nginx supervision, debootstrap, `manage.py serve`), which may import any of it."""
 
 from __future__ import annotations
 
@@ -10,9 +12,12 @@ import pytest
 
 from tests.services import REPO
 
-APPS = ["accounts", "audit", "core", "orthanc", "proxy", "shares", "viewer"]
+APPS = ["accounts", "audit", "core", "orthanc", "proxy", "viewer"]
 # The packages above the ground floor: core/ and audit/ import none of them.
-ABOVE = ["accounts", "orthanc", "pacsportal", "proxy", "shares", "viewer"]
+ABOVE = ["accounts", "orthanc", "pacsportal", "proxy", "viewer"]
+# What the image runs: the apps and the project package.
+RUNTIME = [*APPS, "pacsportal"]
+LOCAL_STACK = "devstack"
 # Ways to open an HTTP connection; only orthanc/ (the one client) may use them.
 CONNECTION_MAKERS = {"connection_from_url", "PoolManager", "HTTPConnectionPool", "HTTPConnection", "urlopen"}
 CONNECTION_MODULES = {"requests", "httpx", "http.client", "urllib.request"}
@@ -54,7 +59,7 @@ def test_it_never_imports_upwards_from_the_ground_floor(package: str, below: lis
     assert not upwards
 
 
-@pytest.mark.parametrize("app", ["accounts", "audit", "core", "pacsportal", "proxy", "shares", "viewer"])
+@pytest.mark.parametrize("app", ["accounts", "audit", "core", "pacsportal", "proxy", "viewer"])
 def test_it_opens_connections_to_orthanc_only_from_the_orthanc_package(app: str) -> None:
     found = set()
     for path in modules(app):
@@ -68,3 +73,21 @@ def test_it_opens_connections_to_orthanc_only_from_the_orthanc_package(app: str)
             f"{path.relative_to(REPO)}: imports {name}" for name in imported(path) & CONNECTION_MODULES
         )
     assert not found
+
+
+@pytest.mark.parametrize("package", RUNTIME)
+def test_it_never_imports_the_local_stack_from_a_runtime_package(package: str) -> None:
+    found = {
+        f"{path.relative_to(REPO)}: {name}"
+        for path in modules(package)
+        for name in imported(path)
+        if name == LOCAL_STACK or name.startswith(f"{LOCAL_STACK}.")
+    }
+    assert not found
+
+
+def test_it_leaves_the_local_stack_out_of_the_image() -> None:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    allowed = {line[1:].strip("/") for line in lines if line.startswith("!")}
+    assert set(RUNTIME) <= allowed
+    assert LOCAL_STACK not in allowed

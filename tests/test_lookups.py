@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import requests
 
+from devstack.orthanc_server import OrthancServer
 from orthanc import client, demo, lookups
-from orthanc.server import OrthancServer
 from proxy.subjects import Refused, chain
 from tests.dicom import unique_ct_instance
 from tests.services import LivePortal

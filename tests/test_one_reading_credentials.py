@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import pytest
 from django.http.cookie import parse_cookie
 
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
 from tests.services import LivePortal
 from tests.test_front import sops
 

@@ -22,7 +22,7 @@ import pydicom
 import pytest
 import requests
 
-from orthanc.server import OrthancServer
+from devstack.orthanc_server import OrthancServer
 from tests.services import LivePortal
 
 pytestmark = pytest.mark.live

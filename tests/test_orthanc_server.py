@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from orthanc import debian, demo
-from orthanc.server import OrthancNotInstalled, OrthancServer, OrthancStartError, Version
+from devstack import debian
+from devstack.orthanc_server import OrthancNotInstalled, OrthancServer, OrthancStartError, Version
+from orthanc import demo
 from tests.conftest import DEMO_SLICES, TEST_DATABASE, new_orthanc
 from tests.services import REPO
 
@@ -115,7 +116,7 @@ def test_it_leaves_no_orthanc_behind_when_the_test_process_is_killed(orthanc_sou
     server = new_orthanc(orthanc_source)
     child = """
 import pathlib, sys
-from orthanc.server import OrthancServer
+from devstack.orthanc_server import OrthancServer
 work_dir, port, rootfs = sys.argv[1:]
 server = OrthancServer(
     pathlib.Path(work_dir), int(port), "u", "p", rootfs=pathlib.Path(rootfs) if rootfs else None,
@@ -179,7 +180,7 @@ def test_it_says_how_to_rebuild_an_incomplete_root_filesystem(tmp_path: Path) ->
     root = fake_rootfs(tmp_path / "trixie")
     (root / "usr/share/orthanc/plugins/libOrthancDicomWeb.so").unlink()
     server = OrthancServer(root / "tmp" / "o", 8042, "u", "p", rootfs=root)
-    with pytest.raises(OrthancNotInstalled, match=r"python -m orthanc\.debian build trixie"):
+    with pytest.raises(OrthancNotInstalled, match=r"python -m devstack\.debian build trixie"):
         server.command()
 
 

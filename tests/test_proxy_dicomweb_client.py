@@ -14,8 +14,8 @@ from dicomweb_client.api import DICOMwebClient
 from dicomweb_client.session_utils import create_session_from_auth
 from requests.auth import HTTPBasicAuth
 
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
 from tests.dicom import unique_ct_instance
 from tests.services import LivePortal
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from orthanc.server import OrthancServer
+from devstack.orthanc_server import OrthancServer
 from tests.dicom import write_large_stow_body
 from tests.services import LivePortal
 

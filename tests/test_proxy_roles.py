@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 import requests
 
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
 from tests.dicom import stow_body, unique_ct_instance
 from tests.services import LivePortal
 

@@ -23,7 +23,7 @@ from django.test import Client
 from accounts import revocation
 from accounts.models import AccessToken, Scope
 from accounts.revocation import forget_cached
-from pacsportal.front import native_decision_cache
+from pacsportal.localenv import native_decision_cache
 from tests.services import REPO
 from tests.test_settings import COMPLETE
 

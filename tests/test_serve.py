@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from orthanc.server import _is_orthanc
+from devstack.orthanc_server import _is_orthanc
 from tests.services import REPO, free_port
 
 

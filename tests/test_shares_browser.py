@@ -10,8 +10,8 @@ import pytest
 import requests
 from playwright.sync_api import Browser
 
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
 from tests.browser import log_in, save_screenshot, wait_for_image
 from tests.dicom import unique_ct_instance
 from tests.services import LivePortal

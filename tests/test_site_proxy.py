@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
 from tests.conftest import start_portal
 from tests.services import LivePortal, PostgresCluster
 from tests.test_front import frame_url, nginx_lines, sops

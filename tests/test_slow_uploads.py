@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import pytest
 from playwright.sync_api import Browser
 
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
 from tests.conftest import start_portal
 from tests.services import LivePortal, PostgresCluster
 from tests.slowclients import HealthWatch

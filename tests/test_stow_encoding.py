@@ -25,8 +25,8 @@ import requests
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
 from proxy import dicomscan, stow
 from tests import dicom_variants as variants
 from tests.dicom import stow_body, unique_ct_instance

@@ -10,8 +10,8 @@ import pytest
 import requests
 from playwright.sync_api import Browser, ConsoleMessage
 
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
-from orthanc.server import OrthancServer
 from tests.browser import log_in, save_screenshot, wait_for_image
 from tests.conftest import start_portal
 from tests.services import LivePortal, PostgresCluster, require_binary

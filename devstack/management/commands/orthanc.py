@@ -4,8 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from devstack import orthanc_server
 from orthanc import client
-from orthanc import server as orthanc_server
 
 
 class Command(BaseCommand):

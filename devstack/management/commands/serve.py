@@ -14,8 +14,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from orthanc import server as orthanc_server
-from pacsportal import front
+from devstack import nginx as front
+from devstack import orthanc_server
+from pacsportal.front import FrontStartError
 from pacsportal.localenv import BASE_DIR
 
 # Seconds before restarting a dead Orthanc: the first wait, and the longest.
@@ -68,7 +69,7 @@ class Command(BaseCommand):
                 # gunicorn first: nginx must never answer 502 for a portal still booting.
                 wait_for_socket(sockets / "gunicorn.sock", gunicorn)
                 nginx.start()
-            except (front.FrontNotInstalled, front.FrontStartError) as error:
+            except (front.FrontNotInstalled, FrontStartError) as error:
                 gunicorn.terminate()
                 gunicorn.wait()
                 raise CommandError(str(error)) from None
@@ -87,7 +88,7 @@ class Command(BaseCommand):
         self,
         server: orthanc_server.OrthancServer,
         gunicorn: subprocess.Popen[bytes],
-        nginx: front.Front | None,
+        nginx: front.NativeFront | None,
     ) -> None:
         def forward(signum: int, frame: FrameType | None) -> None:
             gunicorn.send_signal(signal.SIGTERM)
@@ -103,7 +104,7 @@ class Command(BaseCommand):
         self,
         server: orthanc_server.OrthancServer,
         gunicorn: subprocess.Popen[bytes],
-        nginx: front.Front | None,
+        nginx: front.NativeFront | None,
     ) -> int:
         """Wait for gunicorn to end, restarting Orthanc (and nginx) whenever one dies meanwhile.
 
@@ -142,9 +143,9 @@ def wait_for_socket(path: Path, process: subprocess.Popen[bytes], timeout: float
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise front.FrontStartError(f"gunicorn exited with {process.returncode} before listening")
+            raise FrontStartError(f"gunicorn exited with {process.returncode} before listening")
         with socket.socket(socket.AF_UNIX) as probe:
             if probe.connect_ex(str(path)) == 0:
                 return
         time.sleep(0.1)
-    raise front.FrontStartError(f"gunicorn did not listen on {path} within {timeout:.0f} s")
+    raise FrontStartError(f"gunicorn did not listen on {path} within {timeout:.0f} s")

@@ -7,7 +7,7 @@ apt; the other release is a debootstrap root filesystem cached under `var/rootfs
 and run with chroot, so it never mixes its libc with the host's.
 
 This module imports nothing from Django: `make test` runs it before settings
-exist (`python -m orthanc.debian build other`).
+exist (`python -m devstack.debian build other`).
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ REQUIRED_FILES = (
 STAMP = ".pacsportal-rootfs.json"
 # What the chroot reads to resolve names, kept as the host's. Without etc/hosts the
 # host's own name went to DNS: Orthanc 1.12's DICOMweb plugin (DCMTK) looks it up
-# while it answers a study or series QIDO, and every 50th or so waited out the
-# resolver's 5 s timeout (docs/performance.md, the Orthanc 1.12 bench).
+# while it answers a study or series QIDO, and some of those waited out the
+# resolver's timeout (docs/performance-history.md, "A 5 s stall that was the chroot's").
 HOST_FILES = ("etc/hosts", "etc/resolv.conf")
 
 
@@ -155,7 +155,7 @@ def require(source: Source) -> None:
     if not is_complete(source.rootfs):
         raise RootfsMissing(
             f"Orthanc from {source.debian} needs a root filesystem at {source.rootfs}: build it with "
-            f"`apt-get install debootstrap && python -m orthanc.debian build {source.release}` "
+            f"`apt-get install debootstrap && python -m devstack.debian build {source.release}` "
             "(make test does this)"
         )
 
@@ -231,7 +231,7 @@ def ensure_rootfs(
             missing += [f"package {name}" for name in PACKAGES if name not in installed]
             if missing:
                 raise RootfsMissing(f"debootstrap of {release} finished without {', '.join(missing)}")
-            # The downloaded .deb files are no use once installed (about 70 MB).
+            # The downloaded .deb files are no use once installed, and take room in var/.
             for deb in (build / "var/cache/apt/archives").glob("*.deb"):
                 deb.unlink()
             stamp = {"release": release, "packages": installed, "built": time.time()}
@@ -283,7 +283,7 @@ def remove_tree(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orthanc.debian", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devstack.debian", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["host", "other", "describe", "build"])
     parser.add_argument("source", nargs="?", default="native", help="native, other, bookworm or trixie")
     args = parser.parse_args(argv)
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
                 share_host_files(ensure_rootfs(source.release, cache_root()))
             print(source.describe())
     except (UnsupportedHost, RootfsMissing, ValueError, subprocess.CalledProcessError) as error:
-        print(f"orthanc.debian: {error}", file=sys.stderr)
+        print(f"devstack.debian: {error}", file=sys.stderr)
         return 1
     return 0
 

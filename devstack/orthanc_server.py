@@ -5,7 +5,7 @@ refuse every client that is not on loopback, and the service credential guards
 loopback. The DICOM port stays closed unless a port is configured.
 
 The same server runs this machine's Orthanc or, given a root filesystem of the
-other Debian release (`orthanc.debian`), that release's Orthanc under chroot on
+other Debian release (`devstack.debian`), that release's Orthanc under chroot on
 the shared loopback; its files then live inside the root filesystem.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import urllib3
 
-from orthanc import debian
+from devstack import debian
 
 BINARY = Path("/usr/sbin/Orthanc")
 PLUGIN_DIR = Path("/usr/share/orthanc/plugins")
@@ -221,7 +221,7 @@ class OrthancServer:
         else:
             binary = str(BINARY)
             args = ["chroot", str(self.rootfs), binary, self.inside(self.config_path)]
-            hint = f"rebuild it with: python -m orthanc.debian build {self.rootfs.name}"
+            hint = f"rebuild it with: python -m devstack.debian build {self.rootfs.name}"
         root = self.rootfs or Path("/")
         for path in [Path(binary), *plugins]:
             if not (root / path.relative_to("/")).exists():
@@ -260,7 +260,7 @@ class OrthancServer:
             print(
                 f"warning: could not copy the host's {' and '.join(debian.HOST_FILES)} into "
                 f"{self.rootfs} ({error}): Orthanc may wait on DNS there; "
-                "run `python -m orthanc.debian build other` as root",
+                "run `python -m devstack.debian build other` as root",
                 file=sys.stderr,
             )
 

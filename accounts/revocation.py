@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 # A decision made from the old state may still be on its way to nginx when the
 # change commits, and be stored after the first sweep. Decisions that took
-# longer than proxy.nginx.FRESH_DECISION_SECONDS are never reused, so a second
+# longer than core.revocation_table.FRESH_DECISION_SECONDS are never reused, so a second
 # sweep this long after the last change removes any such straggler. (logout()
 # flushes the session just after its signal: the second sweep covers that too.)
 SECOND_SWEEP_SECONDS = 1.0

@@ -31,6 +31,18 @@ DEFAULTS = {
     RECENT_FALLBACK_TTL: 60.0,
 }
 
+# A decision slower than this is never reused by nginx: one made from state that changed
+# meanwhile could otherwise reach nginx's cache after accounts.revocation's sweeps.
+FRESH_DECISION_SECONDS = 0.5
+
+
+def nginx_cache_seconds(seconds: float) -> int:
+    """What to ask nginx for so that it reuses a decision at most `seconds`: nginx keeps
+    an entry up to a second longer than asked. The one place the reuse time is reckoned:
+    the rendered config's proxy_cache_valid (pacsportal/front.py) and each decision's
+    X-Accel-Expires (proxy/nginx.py) both use it."""
+    return max(int(seconds) - 1, 0)
+
 
 @dataclass(frozen=True)
 class Cache:

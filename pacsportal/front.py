@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.revocation_table import nginx_cache_seconds
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 TEMPLATE = REPOSITORY / "deploy" / "nginx" / "pacsportal.conf.template"
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
@@ -220,7 +222,7 @@ class Front(ABC):
             "NGINX_MAX_UPLOADS": str(self.max_uploads),
             "NGINX_MAX_UPLOADS_PER_CLIENT": str(self.max_uploads_per_client),
             # nginx keeps cache entries by whole seconds, one more than asked at worst.
-            "NGINX_DECISION_SECONDS": str(max(self.decision_seconds - 1, 0)),
+            "NGINX_DECISION_SECONDS": str(nginx_cache_seconds(self.decision_seconds)),
             "NGINX_DECISION_CACHE": str(self.decision_cache),
             "NGINX_SECRETS_DIR": str(self.work_dir / "secrets"),
             "ORTHANC_READ_TIMEOUT": str(self.read_timeout),

@@ -12,7 +12,7 @@ class DecisionClockMiddleware:
     """Notes the time before any other middleware reads the session or the user.
 
     A front decision made from state read long ago is never reused
-    (proxy.nginx.FRESH_DECISION_SECONDS): its age counts from here, not from
+    (core.revocation_table.FRESH_DECISION_SECONDS): its age counts from here, not from
     the view, so a request that waited between the session middleware and the
     view cannot reach nginx's cache after a revocation's sweeps.
     """

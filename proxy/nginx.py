@@ -20,6 +20,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from accounts.authentication import SESSION, Identity
+from core.revocation_table import FRESH_DECISION_SECONDS, nginx_cache_seconds
 from proxy import accesses, errors, rules
 from proxy.asked import NotAsked, of_nginx
 from proxy.decision import decide
@@ -67,18 +68,6 @@ def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
     if reuse is not None:
         response["X-Accel-Expires"] = str(reuse)
     return response
-
-
-# A decision slower than this is never reused: one made from state that changed
-# meanwhile could otherwise reach nginx's cache after accounts.revocation's sweeps.
-FRESH_DECISION_SECONDS = 0.5
-
-
-def nginx_cache_seconds(seconds: float) -> int:
-    """What to ask nginx for so that it reuses a decision at most `seconds`: it keeps
-    an entry up to a second longer than asked. The one place the reuse time is reckoned:
-    the rendered config's proxy_cache_valid and each answer's X-Accel-Expires use it."""
-    return max(int(seconds) - 1, 0)
 
 
 def reuse_seconds(identity: Identity, took: float) -> int | None:

@@ -123,16 +123,26 @@ def request(
     )
 
 
-def json_body(response: urllib3.BaseHTTPResponse) -> Any:
-    """A preloaded response's JSON body; raises ValueError if it is not JSON."""
-    return json.loads(response.data)
-
-
-def get_json(path: str) -> Any:
-    response = request("GET", path, headers={"Accept": "application/json"})
+def json_request(
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    timeout: urllib3.Timeout | None = None,
+    absent_ok: bool = False,
+) -> Any:
+    """Orthanc's JSON answer; None for a 404 when `absent_ok`; OrthancError when it cannot be had."""
+    try:
+        response = request(method, path, body=body, headers={"Accept": "application/json"}, timeout=timeout)
+    except urllib3.exceptions.HTTPError as error:
+        raise OrthancError(f"{method} {path}: {error}") from None
+    if absent_ok and response.status == 404:
+        return None
     if response.status != 200:
-        raise OrthancError(f"GET {path}: HTTP {response.status}")
-    return json.loads(response.data)
+        raise OrthancError(f"{method} {path}: HTTP {response.status}")
+    try:
+        return json.loads(response.data)
+    except ValueError:
+        raise OrthancError(f"{method} {path}: not JSON") from None
 
 
 # --- The newest studies, for the portal home -----------------------------------
@@ -172,7 +182,7 @@ def system_info() -> dict[str, Any]:
     key = ("system", settings.ORTHANC_URL, 0)
     found = _recent_cache.get(key)
     if found is None:
-        found = _json("GET", "/system")
+        found = json_request("GET", "/system", timeout=RECENT_TIMEOUT)
         _recent_cache.set(key, found)
     return dict(found)
 
@@ -204,21 +214,18 @@ def recent_studies(count: int) -> list[dict[str, str]]:
 
 
 def newest_sorted_by_orthanc(count: int) -> list[dict[str, str]]:
-    found = _json(
-        "POST",
-        "/tools/find",
-        {
-            "Level": "Study",
-            "Query": {},
-            "Limit": count,
-            "OrderBy": [
-                {"Type": "DicomTag", "Key": "StudyDate", "Direction": "DESC"},
-                {"Type": "DicomTag", "Key": "StudyTime", "Direction": "DESC"},
-            ],
-            "RequestedTags": [keyword for keyword, _ in STUDY_TAGS.values()],
-            "ResponseContent": ["RequestedTags"],
-        },
-    )
+    query = {
+        "Level": "Study",
+        "Query": {},
+        "Limit": count,
+        "OrderBy": [
+            {"Type": "DicomTag", "Key": "StudyDate", "Direction": "DESC"},
+            {"Type": "DicomTag", "Key": "StudyTime", "Direction": "DESC"},
+        ],
+        "RequestedTags": [keyword for keyword, _ in STUDY_TAGS.values()],
+        "ResponseContent": ["RequestedTags"],
+    }
+    found = json_request("POST", "/tools/find", json.dumps(query).encode(), timeout=RECENT_TIMEOUT)
     return [
         {
             name: _text(study.get("RequestedTags", {}).get(keyword) or "")  # null when the tag is absent
@@ -241,26 +248,13 @@ def newest_by_date_windows(count: int, today: datetime.date) -> list[dict[str, s
         query = f"limit={limit}&includefield=00081030"  # StudyDescription is not a default field
         if days is not None:
             query += f"&StudyDate={(today - datetime.timedelta(days=days)):%Y%m%d}-"
-        for answer in _json("GET", f"/dicom-web/studies?{query}"):
+        for answer in json_request("GET", f"/dicom-web/studies?{query}", timeout=RECENT_TIMEOUT):
             study = {name: _text(_value(answer, tag)) for name, (_, tag) in STUDY_TAGS.items()}
             found.setdefault(study["uid"], study)
         if len(found) >= count:
             break
     newest = sorted(found.values(), key=lambda study: (study["date"], study["time"]), reverse=True)
     return newest[:count]
-
-
-def _json(method: str, path: str, body: Any = None) -> Any:
-    response = request(
-        method,
-        path,
-        body=None if body is None else json.dumps(body).encode(),
-        headers={"Accept": "application/json", **({"Content-Type": "application/json"} if body else {})},
-        timeout=RECENT_TIMEOUT,
-    )
-    if response.status != 200:
-        raise OrthancError(f"{method} {path}: HTTP {response.status}")
-    return json.loads(response.data)
 
 
 def _value(study: dict[str, Any], tag: str) -> str:
@@ -284,19 +278,23 @@ def is_up() -> bool:
     return response.status == 200
 
 
+def stow_part_head(boundary: str) -> bytes:
+    """What opens one DICOM part of a STOW-RS body; the part's bytes and CRLF follow."""
+    return f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+
+
+def stow_body_end(boundary: str) -> bytes:
+    return f"--{boundary}--\r\n".encode()
+
+
 def stow(instances: Iterable[bytes]) -> dict[str, Any]:
     """Store DICOM Part 10 files through STOW-RS in one multipart request."""
     boundary = secrets.token_hex(16)
-    chunks: list[bytes] = []
-    for data in instances:
-        chunks.append(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode())
-        chunks.append(data)
-        chunks.append(b"\r\n")
-    chunks.append(f"--{boundary}--\r\n".encode())
+    body = b"".join(stow_part_head(boundary) + data + b"\r\n" for data in instances) + stow_body_end(boundary)
     response = request(
         "POST",
         "/dicom-web/studies",
-        body=b"".join(chunks),
+        body=body,
         headers={
             "Content-Type": STOW_CONTENT_TYPE.format(boundary=boundary),
             "Accept": "application/dicom+json",

@@ -66,17 +66,9 @@ _looking_up = OneAnswer()
 def _get(path: str) -> Any:
     """Orthanc's JSON for one resource, None if it has no such resource."""
     try:
-        response = client.request("GET", path, headers={"Accept": "application/json"}, timeout=LOOKUP_TIMEOUT)
-    except urllib3.exceptions.HTTPError as error:
-        raise LookupFailed(f"GET {path}: {error}") from None
-    if response.status == 404:
-        return None
-    if response.status != 200:
-        raise LookupFailed(f"GET {path}: HTTP {response.status}")
-    try:
-        return client.json_body(response)
-    except ValueError:
-        raise LookupFailed(f"GET {path}: not JSON") from None
+        return client.json_request("GET", path, timeout=LOOKUP_TIMEOUT, absent_ok=True)
+    except client.OrthancError as error:
+        raise LookupFailed(str(error)) from None
 
 
 def _tags(found: dict[str, Any], key: str = "MainDicomTags") -> dict[str, str]:
@@ -128,20 +120,12 @@ def _from_json(level: str, found: dict[str, Any]) -> Resource | None:
     )
 
 
-def _post(path: str, body: bytes, what: str, timeout: urllib3.Timeout | None = None) -> Any:
+def _post(path: str, body: bytes, timeout: urllib3.Timeout | None = None) -> Any:
     """Orthanc's JSON answer to a POST; LookupFailed if it cannot be had."""
     try:
-        response = client.request(
-            "POST", path, body=body, headers={"Accept": "application/json"}, timeout=timeout
-        )
-    except urllib3.exceptions.HTTPError as error:
-        raise LookupFailed(f"{what}: {error}") from None
-    if response.status != 200:
-        raise LookupFailed(f"{what}: HTTP {response.status}")
-    try:
-        return client.json_body(response)
-    except ValueError:
-        raise LookupFailed(f"{what}: not JSON") from None
+        return client.json_request("POST", path, body, timeout=timeout)
+    except client.OrthancError as error:
+        raise LookupFailed(str(error)) from None
 
 
 def by_uid(level: str, uid: str) -> list[Resource]:
@@ -155,7 +139,7 @@ def by_uid(level: str, uid: str) -> list[Resource]:
 
 
 def _look_up(key: tuple[str, str, str], level: str, uid: str) -> list[Resource]:
-    matches = _post("/tools/lookup", uid.encode(), f"lookup of {uid}", timeout=LOOKUP_TIMEOUT)
+    matches = _post("/tools/lookup", uid.encode(), timeout=LOOKUP_TIMEOUT)
     wanted = LOOKUP_TYPES[level]
     found = [
         made
@@ -178,7 +162,7 @@ def parent_series_of_instances(sop_uids: list[str]) -> dict[str, set[str]]:
     if not sop_uids:
         return {}
     query = {"Level": "Instance", "Query": {"SOPInstanceUID": "\\".join(sop_uids)}, "Expand": True}
-    found = _post("/tools/find", json.dumps(query).encode(), f"find of {len(sop_uids)} instances")
+    found = _post("/tools/find", json.dumps(query).encode())
     parents: dict[str, set[str]] = {}
     for instance in found if isinstance(found, list) else []:
         if isinstance(instance, dict):

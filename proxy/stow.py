@@ -31,7 +31,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.valuerep import VR
 
-from orthanc import lookups
+from core import uids
+from orthanc import client, lookups
 from proxy import dicomscan
 from proxy.errors import IncompleteBody
 
@@ -50,7 +51,6 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 PIXEL_DATA = 0x7FE00010
 # Values longer than this are passed over while the header is read (the pixel data).
 DEFER_SIZE = 1024
-UID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")
 BOUNDARY = re.compile(r'boundary="?([^";]{1,70})"?', re.IGNORECASE)
 # STOW-RS failure reasons (PS3.18 table 10.5.3-1 / PS3.4 C.4.2.1.4).
 CANNOT_UNDERSTAND = 0xC000
@@ -307,7 +307,7 @@ def patient_id_refusal(value: Any) -> str:
 
 
 def valid_uid(value: str) -> str:
-    return value if len(value) <= 64 and UID.fullmatch(value) else ""
+    return value if uids.is_conformant(value) else ""
 
 
 def refuse(part: Part, reason: str, code: int, conflict: bool = False) -> None:
@@ -342,7 +342,7 @@ class Upload:
 
     @property
     def content_type(self) -> str:
-        return f'multipart/related; type="application/dicom"; boundary={self.boundary}'
+        return client.STOW_CONTENT_TYPE.format(boundary=self.boundary)
 
     @property
     def conflict(self) -> bool:
@@ -439,7 +439,7 @@ class Upload:
         try:
             while batch:
                 for part in batch:
-                    yield f"--{self.boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+                    yield client.stow_part_head(self.boundary)
                     part.file.seek(0)
                     while data := part.file.read(READ_BLOCK):
                         yield data
@@ -448,7 +448,7 @@ class Upload:
                 batch = self.next_batch_or_break()
         finally:
             close_all(batch)
-        yield f"--{self.boundary}--\r\n".encode()
+        yield client.stow_body_end(self.boundary)
 
     def next_batch_or_break(self) -> list[Part]:
         try:

@@ -13,14 +13,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from core.uids import MAX_LENGTH as MAX_UID_LENGTH
+from core.uids import is_stored_uid
 from orthanc import lookups
 from orthanc.lookups import Resource
 from proxy import paths
 from proxy.models import ExportJob
 from proxy.query import Query, attribute_tag
 
-UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
-MAX_UID_LENGTH = 64
 WILDCARDS = re.compile(r"[*?\\]")
 PATH_LEVELS = {"studies": "studies", "series": "series", "instances": "instances"}
 ORTHANC_ID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{8}){4}")
@@ -52,7 +52,7 @@ def of_resource(found: Resource) -> Subject:
 
 
 def checked_uid(value: str, what: str) -> str:
-    if len(value) > MAX_UID_LENGTH or not UID.fullmatch(value):
+    if not is_stored_uid(value):
         raise Refused(400, f"{what} must be one UID (digits and dots, at most 64 characters)")
     return value
 

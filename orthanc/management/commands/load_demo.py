@@ -40,7 +40,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Loaded {stored} demo instances (CT study {demo.DEMO_CT_STUDY_UID}).")
 
     def demo_is_loaded(self) -> bool:
-        found = client.get_json(f"/dicom-web/studies?StudyInstanceUID={demo.DEMO_CT_STUDY_UID}")
+        found = client.json_request("GET", f"/dicom-web/studies?StudyInstanceUID={demo.DEMO_CT_STUDY_UID}")
         return bool(found)
 
     def instances(self, slices: int) -> Iterator[bytes]:

@@ -26,7 +26,7 @@ help:
 	@echo "make run    set up and serve the portal on http://127.0.0.1:$${PORT:-8000}/"
 	@echo "make test   set up and run the whole test suite"
 	@echo "make lint   ruff, migrations and deploy checks"
-	@echo "make bench  the portal against direct Orthanc, same run (about 10 minutes)"
+	@echo "make bench  the portal against direct Orthanc, same run (about 10 minutes); rewrites docs/performance.md's figures"
 
 # Install Debian packages only when one is missing, so a second run starts in seconds.
 define apt_install

@@ -19,8 +19,7 @@ from django.http import HttpResponseBase
 
 from audit.models import AuditEvent
 from proxy import stow
-from proxy.asked import Asked
-from proxy.decision import Decision
+from proxy.decision import Asked, Decision
 from proxy.subjects import Subject
 
 logger = logging.getLogger("proxy")

@@ -1,23 +1,140 @@
-"""The decision: one function turns a request into who, what, which subject, and the verdict.
+"""The decision: a request read once (`Asked`), and one function that turns it into
+who, what, which subject, and the verdict.
 
-Every door uses it: the Django proxy views (`proxy.views`) and nginx's
-authorization endpoint. The rules it applies each live in their own module:
-path rules (`paths`), query rules (`query`), role rules (`rules`), the
-same-origin rule (`origin`), subject resolution (`subjects`), the last one
-asking Orthanc's index, and a shared link's narrower scope (`shares`).
+Both doors use it: the Django proxy views (`proxy.views`) read the request they
+received, nginx's authorization endpoint (`proxy.nginx`) the request nginx holds;
+nothing after `read` looks at the Django request again. The rules it applies each
+live in their own module: path rules (`paths`), query rules (`query`), role
+rules (`rules`), the same-origin rule (`origin`), subject resolution
+(`subjects`), the last one asking Orthanc's index, and a shared link's narrower
+scope (`shares`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
-from accounts.authentication import Identity
+from django.http import HttpRequest
+
+from accounts.authentication import ANONYMOUS, AmbiguousCredentials, BadCredentials, Identity, identify
+from core.clientip import client_ip
 from orthanc.lookups import LookupFailed
 from proxy import origin, paths, query, rules, shares, subjects
-from proxy.asked import Asked
 from proxy.subjects import Subject
+
+
+class NotAsked(ValueError):
+    """nginx's sub-request does not carry a request to decide."""
+
+
+@dataclass(frozen=True)
+class Asked:
+    mount: str
+    method: str
+    path: str  # below the mount, percent-decoded
+    raw_uri: str | None  # the request line's target as received, when known
+    query_string: str
+    logged_path: str  # the path as the audit trail and access log show it
+    client: str | None
+    user_agent: str
+    sec_fetch_site: str | None
+    origin: str | None
+    own_origin: str
+    identity: Identity
+    credential_status: int = 0  # 400 or 401 when the credentials were refused
+    credential_problem: str = ""
+    locked_out: bool = False
+    started: float = 0.0
+
+
+def of_django(request: HttpRequest, mount: str, path: str) -> Asked:
+    """The request the Django door received."""
+    return read(
+        request,
+        mount,
+        path,
+        request.META.get("RAW_URI"),
+        request.method or "GET",
+        request.META.get("QUERY_STRING", ""),
+        request.path,
+    )
+
+
+def of_nginx(request: HttpRequest, mount: str, started: float) -> Asked:
+    """The request nginx holds, as its sub-request to the decision carries it."""
+    uri = request.META.get("HTTP_X_ORIGINAL_URI", "")
+    method = request.META.get("HTTP_X_ORIGINAL_METHOD", "")
+    prefix = f"/{mount}/"
+    if not method or not uri.startswith(prefix):
+        raise NotAsked("no request under the mount")
+    raw_path, _, query_string = uri.partition("?")
+    try:
+        path = unquote_to_bytes(raw_path[len(prefix) :]).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise NotAsked("the path is not UTF-8") from error
+    held = as_held(request, method, raw_path, query_string)
+    return read(held, mount, path, uri, method, query_string, raw_path, started)
+
+
+def as_held(request: HttpRequest, method: str, path: str, query_string: str) -> HttpRequest:
+    """The decision sub-request as the request nginx holds: its method, path and query.
+
+    Authentication reads it (and its signals audit failed logins and lockouts from
+    it), so those rows name the path that was asked for, not the sub-request's; and
+    django-axes marks a lockout on it, not on the sub-request, whose middleware would
+    otherwise answer its own 429 (auth_request takes anything but 2xx, 401, 403 for 500).
+    """
+    held = copy.copy(request)
+    held.method = method
+    held.path = path
+    held.META = {**request.META, "REQUEST_METHOD": method, "QUERY_STRING": query_string}
+    for cached in ("GET", "COOKIES"):
+        held.__dict__.pop(cached, None)
+    return held
+
+
+def read(
+    request: HttpRequest,
+    mount: str,
+    path: str,
+    raw_uri: str | None,
+    method: str,
+    query_string: str,
+    logged_path: str,
+    started: float | None = None,
+) -> Asked:
+    started = time.monotonic() if started is None else started
+    status, problem = 0, ""
+    try:
+        identity = identify(request)
+    except AmbiguousCredentials as error:
+        # Nobody is named: which of the credentials was meant is exactly what is unknown.
+        identity, status, problem = ANONYMOUS, 400, f"ambiguous credentials: {error}"
+    except BadCredentials as error:
+        identity, status, problem = Identity(request.user, ""), 401, str(error)
+    return Asked(
+        mount=mount,
+        method=method,
+        path=path,
+        raw_uri=raw_uri,
+        query_string=query_string,
+        logged_path=logged_path,
+        client=client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        sec_fetch_site=request.META.get("HTTP_SEC_FETCH_SITE"),
+        origin=request.META.get("HTTP_ORIGIN"),
+        own_origin=f"{request.scheme}://{request.get_host()}",
+        identity=identity,
+        credential_status=status,
+        credential_problem=problem,
+        locked_out=bool(getattr(request, "axes_locked_out", False)),
+        started=started,
+    )
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,7 @@ from django.views.decorators.http import require_safe
 from accounts.authentication import SESSION, Identity
 from core.revocation_table import FRESH_DECISION_SECONDS, nginx_cache_seconds
 from proxy import accesses, errors, rules
-from proxy.asked import NotAsked, of_nginx
-from proxy.decision import decide
+from proxy.decision import NotAsked, decide, of_nginx
 from proxy.origin import SAFE_METHODS
 
 logger = logging.getLogger("proxy")

@@ -34,8 +34,7 @@ from core.clientip import client_ip
 from orthanc import client, lookups
 from proxy import accesses, errors, rules, stow
 from proxy.accesses import Written
-from proxy.asked import Asked, of_django
-from proxy.decision import Decision, decide, refuse
+from proxy.decision import Asked, Decision, decide, of_django, refuse
 from proxy.errors import IncompleteBody
 from proxy.models import ExportJob
 from proxy.origin import SAFE_METHODS

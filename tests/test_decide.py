@@ -18,8 +18,7 @@ from accounts.models import Share
 from devstack.orthanc_server import OrthancServer
 from orthanc import demo
 from proxy import rules
-from proxy.asked import Asked
-from proxy.decision import Decision, decide
+from proxy.decision import Asked, Decision, decide
 
 pytestmark = [pytest.mark.orthanc, pytest.mark.django_db]
 

@@ -40,7 +40,7 @@ control_socket_disable = True
 
 
 def post_worker_init(worker: Any) -> None:
-    # Only in the workers that proxy Orthanc's answers (docs/performance.md):
+    # Only in the workers that proxy Orthanc's answers (docs/departures.md):
     # every WADO-RS answer is multipart, which the standard parser makes costly.
     from orthanc.client import install_header_parser
 

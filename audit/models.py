@@ -67,8 +67,8 @@ class Action(models.TextChoices):
 
 FROM_REQUEST: Any = object()
 # SQLite takes one writer at a time. A worker's threads queue here rather than
-# in SQLite's busy handler, which sleeps in steps of up to 100 ms; eight threads
-# inserting at once cost 15-50% more CPU per row without it (docs/performance.md).
+# in SQLite's busy handler, which sleeps and retries: threads inserting at once
+# cost more CPU per row without it (docs/departures.md).
 _sqlite_writes = threading.Lock()
 # Bucket keys this process has written (or found written), until their bucket
 # ends: a viewer's hundreds of frame requests then cost a dictionary look-up.

@@ -36,7 +36,7 @@ def parse_headers_only(
 
     Without `headersonly`, a multipart Content-Type (every WADO-RS answer) makes
     the parser compile a regular expression from the response's boundary, a new
-    one each time: 0.33 ms of CPU per frame (docs/performance.md). The headers
+    one each time, for every frame (the cost: docs/departures.md). The headers
     parsed are the same.
     """
     lines = http.client._read_headers(fp)  # type: ignore[attr-defined]

@@ -57,9 +57,8 @@ _by_uid: TTLCache[list[Resource]] = TTLCache(MAX_CACHED, lookup_ttl)
 # (Orthanc URL, series id, SOP Instance UID) -> the instance, from the series' own listing.
 _in_series: TTLCache[Resource] = TTLCache(MAX_CACHED, lookup_ttl)
 # When a cached answer expires under a viewer's burst of requests, one thread asks
-# Orthanc and the others take its answer: eight threads listing a 320-instance
-# series together made decisions take 24-73 ms while Orthanc streamed frames
-# (docs/performance.md).
+# Orthanc and the others take its answer: threads listing one series together
+# slowed every decision while Orthanc streamed frames (docs/performance-history.md).
 _looking_up = OneAnswer()
 
 

@@ -235,7 +235,7 @@ def nesting_depth(dataset: Any) -> int:
         if depth > MAX_DEPTH:
             return depth
         # Only what may be a sequence is converted from its raw bytes: converting every
-        # element cost 2.8 ms of a CT slice's 3.5 ms check. pydicom's reader already calls
+        # element was most of a slice's check (docs/performance-history.md). pydicom's reader already calls
         # an undefined-length element SQ; a defined-length UN (or an unknown VR in an
         # implicit VR file) may still be one once converted.
         for raw in current.elements():

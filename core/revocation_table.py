@@ -139,6 +139,12 @@ CHANGES = (
         ),
     ),
     Change(
+        "session expired (its age, or idle)",
+        "nothing: nginx may reuse a decision made just before",
+        (NGINX_DECISION_SECONDS,),
+        (f"{SESSIONS}::test_it_refuses_a_session_at_once_after[expire_session]",),
+    ),
+    Change(
         "user deactivated (their sessions, tokens, Basic password, shared links)",
         "nginx's decisions; the user is loaded on every request",
         (),
@@ -192,6 +198,7 @@ CHANGES = (
         (NGINX_DECISION_SECONDS,),
         (
             f"{FRONT}[deactivate-with-sql]",
+            f"{SESSIONS}::test_it_refuses_a_session_at_once_after[deactivate]",
             "tests/test_front.py::test_api_decisions_changed_around_the_portal_end_with_the_cache_lifetime",
         ),
     ),
@@ -200,7 +207,7 @@ CHANGES = (
         "nothing: Orthanc refuses its data itself; look-ups name it for "
         "ORTHANC_LOOKUP_TTL, the home page lists it for RECENT_FALLBACK_TTL (Orthanc 1.10)",
         (),
-        ("tests/test_lookups.py::test_it_serves_nothing_of_a_study_deleted_in_orthanc_at_the_next_request",),
+        ("tests/test_front.py::test_a_study_deleted_in_orthanc_is_served_no_more_at_the_next_request",),
     ),
 )
 

@@ -340,6 +340,24 @@ def test_revocation_stops_reads_at_once_or_within_the_cache_lifetime(
     assert replay.get(url, headers=headers, timeout=30).status_code in (401, 403)
 
 
+def test_a_study_deleted_in_orthanc_is_served_no_more_at_the_next_request(
+    fronted: LivePortal, orthanc: OrthancServer
+) -> None:
+    """The look-ups keep naming a deleted study for ORTHANC_LOOKUP_TTL, and nginx may keep the
+    decision, but Orthanc itself no longer serves it (core/revocation_table.py)."""
+    data, study_uid, _ = unique_ct_instance(label="deleted-in-orthanc")
+    auth = (orthanc.user, orthanc.password)
+    stored = requests.post(f"{orthanc.url}/instances", data=data, auth=auth, timeout=30).json()
+    session = fronted.login("alice")
+    metadata = f"{fronted.url}/pacs/dicom-web/studies/{study_uid}/metadata"
+    headers = {**BROWSER, "Accept": "application/dicom+json"}
+    # Read twice: the subject is now cached by the worker, the decision perhaps by nginx.
+    assert [session.get(metadata, headers=headers, timeout=30).status_code for _ in range(2)] == [200, 200]
+    deleted = requests.delete(f"{orthanc.url}/studies/{stored['ParentStudy']}", auth=auth, timeout=30)
+    assert deleted.status_code == 200
+    assert session.get(metadata, headers=headers, timeout=30).status_code == 404
+
+
 def frames_with(portal: LivePortal, orthanc: OrthancServer, http: requests.Session, count: int) -> int:
     """Decisions nginx asked Django for while `http` read `count` frames of one study."""
     asked = decisions_asked(portal)

@@ -14,8 +14,7 @@ from devstack.orthanc_server import OrthancServer
 from orthanc import client, demo, lookups
 from proxy.subjects import Refused, chain
 from tests.dicom import unique_ct_instance
-from tests.services import LivePortal
-from tests.test_front import BROWSER, sops
+from tests.test_front import sops
 
 STUDY = demo.DEMO_CT_STUDY_UID
 SERIES = demo.DEMO_CT_SERIES_UID
@@ -100,22 +99,3 @@ def test_it_asks_orthanc_once_for_a_burst_asking_for_what_it_does_not_hold(asked
     asked.delay = 0.2
     assert burst(lambda: lookups.by_uid("series", "1.2.826.0.1.3680043.999.1")) == [[]] * 8
     assert asked == ["POST /tools/lookup"]
-
-
-@pytest.mark.live
-def test_it_serves_nothing_of_a_study_deleted_in_orthanc_at_the_next_request(
-    live_portal: LivePortal, orthanc: OrthancServer
-) -> None:
-    """The look-ups keep naming a deleted study for ORTHANC_LOOKUP_TTL, and nginx may keep the
-    decision, but Orthanc itself no longer serves it (core/revocation_table.py)."""
-    data, study_uid, _ = unique_ct_instance(label="deleted-in-orthanc")
-    auth = (orthanc.user, orthanc.password)
-    stored = requests.post(f"{orthanc.url}/instances", data=data, auth=auth, timeout=30).json()
-    session = live_portal.login("alice")
-    metadata = f"{live_portal.url}/pacs/dicom-web/studies/{study_uid}/metadata"
-    headers = {**BROWSER, "Accept": "application/dicom+json"}
-    # Read twice: the subject is now cached by the worker, the decision perhaps by nginx.
-    assert [session.get(metadata, headers=headers, timeout=30).status_code for _ in range(2)] == [200, 200]
-    deleted = requests.delete(f"{orthanc.url}/studies/{stored['ParentStudy']}", auth=auth, timeout=30)
-    assert deleted.status_code == 200
-    assert session.get(metadata, headers=headers, timeout=30).status_code == 404

@@ -19,17 +19,9 @@ from dataclasses import dataclass
 
 # The lifetimes bounds are made of, with their defaults in seconds.
 NGINX_DECISION_SECONDS = "NGINX_DECISION_SECONDS"
-NGINX_API_DECISION_SECONDS = "NGINX_API_DECISION_SECONDS"
 PERMISSION_TTL = "PERMISSION_TTL"
-ORTHANC_LOOKUP_TTL = "ORTHANC_LOOKUP_TTL"
-RECENT_FALLBACK_TTL = "RECENT_FALLBACK_TTL"
-DEFAULTS = {
-    NGINX_DECISION_SECONDS: 5.0,
-    NGINX_API_DECISION_SECONDS: 5.0,
-    PERMISSION_TTL: 10.0,
-    ORTHANC_LOOKUP_TTL: 30.0,
-    RECENT_FALLBACK_TTL: 60.0,
-}
+# (API clients' NGINX_API_DECISION_SECONDS is never more than NGINX_DECISION_SECONDS: settings.py.)
+DEFAULTS = {NGINX_DECISION_SECONDS: 5.0, PERMISSION_TTL: 10.0}
 
 # A decision slower than this is never reused by nginx: one made from state that changed
 # meanwhile could otherwise reach nginx's cache after accounts.revocation's sweeps.

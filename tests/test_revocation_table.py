@@ -18,7 +18,6 @@ from accounts import permissions
 from core import revocation_table
 from core.revocation_table import CACHES, CHANGES, MEMOS
 from core.ttlcache import TTLCache
-from orthanc import client
 from tests.services import REPO
 
 RUNTIME = ["accounts", "audit", "core", "orthanc", "pacsportal", "proxy", "shares", "viewer"]
@@ -66,11 +65,7 @@ def test_each_cache_is_a_ttl_cache_with_the_lifetime_the_table_gives(cache: revo
 def test_the_tables_lifetimes_are_the_portals() -> None:
     assert revocation_table.DEFAULTS == {
         revocation_table.NGINX_DECISION_SECONDS: settings.NGINX_DECISION_SECONDS,
-        # Under manage.py serve and compose, where the portal can empty nginx's cache (test_revocation.py).
-        revocation_table.NGINX_API_DECISION_SECONDS: settings.NGINX_DECISION_SECONDS,
         revocation_table.PERMISSION_TTL: permissions.PERMISSION_TTL,
-        revocation_table.ORTHANC_LOOKUP_TTL: settings.ORTHANC_LOOKUP_TTL,
-        revocation_table.RECENT_FALLBACK_TTL: client.RECENT_FALLBACK_TTL,
     }
 
 

@@ -683,8 +683,9 @@ class Bench:
         if getattr(self, "orthanc", None) is not None:
             self.orthanc.stop()
             self.cleanup_orthanc()
-        if getattr(self, "postgres", None) is not None:
-            self.postgres.stop()
+        postgres = getattr(self, "postgres", None)
+        if postgres is not None:
+            postgres.stop()
         shutil.rmtree(self.work, ignore_errors=True)
 
 

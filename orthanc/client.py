@@ -15,7 +15,7 @@ import json
 import secrets
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import urllib3
 from django.conf import settings
@@ -102,25 +102,27 @@ def request(
     stream: bool = False,
     timeout: urllib3.Timeout | None = None,
     retries: urllib3.Retry | bool = False,
-) -> urllib3.BaseHTTPResponse:
+) -> urllib3.HTTPResponse:
     """Send one request to Orthanc with the service credential.
 
     A pool slot is waited for no longer than the connect timeout; the caller of
     a streamed request must close or fully read the response.
     """
     options: dict[str, Any] = {"timeout": timeout} if timeout else {}
-    return pool().urlopen(
+    response = pool().urlopen(
         method,
         base_path() + path,
         body=body,
         headers={**(headers or {}), **service_headers()},
         redirect=False,
         retries=retries,
-        pool_timeout=float(settings.ORTHANC_CONNECT_TIMEOUT),
+        pool_timeout=settings.ORTHANC_CONNECT_TIMEOUT,
         preload_content=not stream,
         decode_content=not stream,
         **options,
     )
+    # A connection pool answers an HTTPResponse; urlopen's annotation names its base class.
+    return cast(urllib3.HTTPResponse, response)
 
 
 def json_request(

@@ -39,7 +39,7 @@ def parse_headers_only(
     one each time: 0.33 ms of CPU per frame (docs/performance.md). The headers
     parsed are the same.
     """
-    lines = http.client._read_headers(fp)  # type: ignore[attr-defined]
+    lines = http.client._read_headers(fp)  # type: ignore[attr-defined]  # private: checked at install
     text = b"".join(lines).decode("iso-8859-1")
     return email.parser.Parser(_class=_class).parsestr(text, headersonly=True)
 
@@ -60,6 +60,7 @@ def install_header_parser() -> None:
             "http.client._read_headers is gone in this Python: remove the header-parser "
             "replacement (orthanc/client.py, docs/performance.md) or adapt it"
         )
+    # typeshed's parse_headers is overloaded, generic over the message class; this one is not.
     http.client.parse_headers = parse_headers_only  # type: ignore[assignment]
 
 

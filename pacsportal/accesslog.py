@@ -8,14 +8,13 @@ Refused and failed /pacs requests, and everything else, are still logged.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
 from typing import Any
 
 from gunicorn import glogging
 
 
 class AccessLogger(glogging.Logger):
-    def access(self, resp: Any, req: Any, environ: MutableMapping[str, Any], request_time: Any) -> None:
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         # gunicorn's own error answers (a malformed request) carry no status_code:
         # any exception here would drop the connection instead of answering 400.
         status = getattr(resp, "status_code", None)

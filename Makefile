@@ -88,12 +88,13 @@ test: system-test $(VENV)/.test-installed lint orthanc-other
 		$(PY) -m pytest tests/test_orthanc_server.py
 	@echo "== make test passed against:" && cat $(VERSIONS_REPORT)
 
+# mypy's django-stubs plugin loads the settings, as makemigrations does: DEBUG lets them
+# load with no secrets set.
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml compose.dicom.yaml
 	DEBUG=true PORTAL_VAR_DIR=$$(mktemp -d) $(PY) manage.py makemigrations --check --dry-run
-	@# django-stubs' plugin loads the settings: DEBUG lets them load with no secrets set.
 	DEBUG=true PORTAL_VAR_DIR=$$(mktemp -d) $(VENV)/bin/mypy
 	@tmp=$$(mktemp -d); env -i PATH="$$PATH" PORTAL_VAR_DIR=$$tmp \
 		SECRET_KEY=$$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=') ALLOWED_HOSTS=pacs.example.org \

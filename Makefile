@@ -25,7 +25,7 @@ FRONT_TESTS := tests/test_proxy_roles.py tests/test_attribution.py tests/test_vi
 help:
 	@echo "make run    set up and serve the portal on http://127.0.0.1:$${PORT:-8000}/"
 	@echo "make test   set up and run the whole test suite"
-	@echo "make lint   ruff, migrations and deploy checks"
+	@echo "make lint   ruff, mypy, migrations and deploy checks"
 	@echo "make bench  the portal against direct Orthanc, same run (about 10 minutes); rewrites docs/performance.md's figures"
 
 # Install Debian packages only when one is missing, so a second run starts in seconds.
@@ -88,11 +88,14 @@ test: system-test $(VENV)/.test-installed lint orthanc-other
 		$(PY) -m pytest tests/test_orthanc_server.py
 	@echo "== make test passed against:" && cat $(VERSIONS_REPORT)
 
+# mypy's django-stubs plugin loads the settings, as makemigrations does: DEBUG lets them
+# load with no secrets set.
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml compose.dicom.yaml
 	DEBUG=true PORTAL_VAR_DIR=$$(mktemp -d) $(PY) manage.py makemigrations --check --dry-run
+	DEBUG=true PORTAL_VAR_DIR=$$(mktemp -d) $(VENV)/bin/mypy
 	@tmp=$$(mktemp -d); env -i PATH="$$PATH" PORTAL_VAR_DIR=$$tmp \
 		SECRET_KEY=$$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=') ALLOWED_HOSTS=pacs.example.org \
 		ORTHANC_USER=pacsportal ORTHANC_PASSWORD=$$(head -c 24 /dev/urandom | base64 | tr -d '\n/+=') \
@@ -105,4 +108,4 @@ bench: system-test $(VENV)/.test-installed
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -33,7 +33,7 @@ from axes.helpers import get_credentials
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import DatabaseError, connections, router
 from django.http import HttpRequest
 
@@ -93,7 +93,7 @@ class Identity:
     token, `share:<id>` for a shared link's visitor, whose user is the share's owner), and
     the most it may do (None: whatever the user may); `share`, the shared link, if any."""
 
-    user: AbstractBaseUser | AnonymousUser
+    user: User | AnonymousUser
     credential: str
     scope: frozenset[str] | None = None
     share: Share | None = None
@@ -211,7 +211,7 @@ class RememberedPasswords:
     def get(self, digest: bytes) -> Remembered | None:
         return self.entries.get(digest)
 
-    def remember(self, digest: bytes, user: AbstractBaseUser, seconds: int) -> None:
+    def remember(self, digest: bytes, user: User, seconds: int) -> None:
         self.entries.set(digest, Remembered(user.pk, user.password), seconds)
 
     def forget(self, digest: bytes) -> None:
@@ -230,7 +230,8 @@ _checking = OneAtATime(wait_seconds=5)
 
 def password_identity(request: HttpRequest, username: str, password: str) -> Identity:
     user_model = get_user_model()
-    if len(username) > user_model._meta.get_field(user_model.USERNAME_FIELD).max_length:
+    # The username field is a CharField, so a field with a max_length, not a relation nor None.
+    if len(username) > user_model._meta.get_field(user_model.USERNAME_FIELD).max_length:  # type: ignore[operator,union-attr]
         return ANONYMOUS  # no such user; django-axes' column could not even record the attempt
     digest = remembered_passwords.digest(username, password)
     identity = remembered_identity(request, digest, username)
@@ -268,7 +269,7 @@ def checked_identity(request: HttpRequest, digest: bytes, username: str, passwor
     return Identity(user, BASIC)
 
 
-def still_valid(request: HttpRequest, entry: Remembered, username: str) -> AbstractBaseUser | None:
+def still_valid(request: HttpRequest, entry: Remembered, username: str) -> User | None:
     """The remembered user, if still active, with the same username and password hash,
     and not locked out (django-axes' own check, for this username and address)."""
     user = ModelBackend().get_user(entry.user_id)
@@ -294,10 +295,11 @@ def axes_counts_by_username_or_address() -> bool:
     """True when every lockout axes can reach needs a stored attempt naming the username or
     the address, as with this portal's settings; anything else gets axes' full check."""
     parameters = settings.AXES_LOCKOUT_PARAMETERS
+    # The three below are axes' own defaults (axes/conf.py sets them), not in settings.py.
     return (
-        settings.AXES_HANDLER == "axes.handlers.database.AxesDatabaseHandler"
-        and not settings.AXES_IP_BLACKLIST
-        and settings.AXES_USERNAME_CALLABLE is None
+        settings.AXES_HANDLER == "axes.handlers.database.AxesDatabaseHandler"  # type: ignore[misc]
+        and not settings.AXES_IP_BLACKLIST  # type: ignore[misc]
+        and settings.AXES_USERNAME_CALLABLE is None  # type: ignore[misc]
         and isinstance(parameters, list | tuple)
         and all(
             {"username", "ip_address"} & ({group} if isinstance(group, str) else set(group))

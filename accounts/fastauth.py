@@ -10,12 +10,12 @@ request, exactly as with Django's own classes, which these extend.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth import backends, get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.contrib.sessions.backends import db
-from django.contrib.sessions.models import Session
+from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import connections, router
 from django.utils import timezone
 
@@ -23,7 +23,10 @@ from django.utils import timezone
 class SessionStore(db.SessionStore):
     """Django's database sessions; only the load is a hand-written SELECT."""
 
-    def _get_session_from_db(self) -> Session | None:
+    def _get_session_from_db(self) -> AbstractBaseSession | None:
+        session_key = self.session_key
+        if session_key is None:  # never asked: Django loads only a session it has a key for
+            return None
         model = self.model
         connection = connections[router.db_for_read(model)]
         quote = connection.ops.quote_name
@@ -34,21 +37,22 @@ class SessionStore(db.SessionStore):
         sql = f"SELECT {data} FROM {table} WHERE {key} = %s AND {expiry} > %s"  # noqa: S608
         now = connection.ops.adapt_datetimefield_value(timezone.now())
         with connection.cursor() as cursor:
-            cursor.execute(sql, [self.session_key, now])
+            cursor.execute(sql, [session_key, now])
             row = cursor.fetchone()
         if row is None:
             self._session_key = None
             return None
-        return model(session_key=self.session_key, session_data=row[0])
+        return model(session_key=session_key, session_data=row[0])
 
 
 class ModelBackend(backends.ModelBackend):
     """Django's ModelBackend; only get_user, run for every session request, is a raw SELECT."""
 
-    def get_user(self, user_id: Any) -> AbstractBaseUser | None:
+    def get_user(self, user_id: Any) -> User | None:
         user_model = get_user_model()
         quote = connections[router.db_for_read(user_model)].ops.quote_name
-        table, pk = quote(user_model._meta.db_table), quote(user_model._meta.pk.column)
+        # A concrete field always has a column (the stubs allow None for the others).
+        table, pk = quote(user_model._meta.db_table), quote(cast(str, user_model._meta.pk.column))
         sql = f"SELECT * FROM {table} WHERE {pk} = %s"  # noqa: S608
         found = list(user_model._default_manager.raw(sql, [user_id]))
         if not found:

@@ -10,7 +10,7 @@ the viewer's config use the same check, so they never disagree with /pacs.
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 
 from core.ttlcache import TTLCache
 
@@ -19,7 +19,7 @@ MAX_CACHED_USERS = 10_000
 _permissions: TTLCache[frozenset[str]] = TTLCache(MAX_CACHED_USERS, PERMISSION_TTL)
 
 
-def has_perm(user: AbstractBaseUser | AnonymousUser, permission: str) -> bool:
+def has_perm(user: User | AnonymousUser, permission: str) -> bool:
     """user.has_perm, with the user's permission set cached for PERMISSION_TTL seconds."""
     if not user.is_active:
         return False

@@ -19,7 +19,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connections, models, router
@@ -159,9 +159,10 @@ class AuditEventManager(models.Manager["AuditEvent"]):
         connection = connections[router.db_for_write(self.model)]
         quote = connection.ops.quote_name
         fields = [field for field in self.model._meta.concrete_fields if not field.primary_key]
-        # Identifiers come from the model, quoted; every value is a parameter.
-        table, pk = quote(self.model._meta.db_table), quote(self.model._meta.pk.column)
-        columns = ", ".join(quote(field.column) for field in fields)
+        # Identifiers come from the model, quoted; every value is a parameter. A concrete
+        # field always has a column (the stubs allow None for the others).
+        table, pk = quote(self.model._meta.db_table), quote(cast(str, self.model._meta.pk.column))
+        columns = ", ".join(quote(cast(str, field.column)) for field in fields)
         placeholders = ", ".join(["%s"] * len(fields))
         # A bucketed read whose row another request or worker already wrote adds nothing.
         conflict = f" ON CONFLICT ({quote('bucket_key')}) DO NOTHING" if if_absent else ""

@@ -171,6 +171,7 @@ def wrk(
     ).stdout
     if "Non-2xx" in output or "Socket errors" in output:
         raise RuntimeError(f"wrk saw errors against {url}:\n{output}")
+    # wrk always prints these lines: a None here is a broken run, and fails loudly.
     return {
         "requests": int(re.search(r"(\d+) requests in", output).group(1)),  # type: ignore[union-attr]
         "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
@@ -180,6 +181,7 @@ def wrk(
 
 
 def wrk_ms(output: str, percentile: str) -> float:
+    # wrk --latency always prints the percentile: a None here is a broken run, and fails loudly.
     value, unit = re.search(rf"{percentile}\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
@@ -683,8 +685,9 @@ class Bench:
         if getattr(self, "orthanc", None) is not None:
             self.orthanc.stop()
             self.cleanup_orthanc()
-        if getattr(self, "postgres", None) is not None:
-            self.postgres.stop()
+        postgres = getattr(self, "postgres", None)
+        if postgres is not None:
+            postgres.stop()
         shutil.rmtree(self.work, ignore_errors=True)
 
 
@@ -708,6 +711,7 @@ def create_token(portal: LivePortal, username: str) -> str:
         timeout=30,
     )
     response.raise_for_status()
+    # The page shows a new token once: a None here is a broken run, and fails loudly.
     return re.search(r"pacs_[0-9A-Za-z]{43}", response.text).group(0)  # type: ignore[union-attr]
 
 

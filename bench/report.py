@@ -64,8 +64,8 @@ def summary(results: dict[str, dict[str, Result]]) -> list[str]:
     for name, doors in results.items():
         if "recipe" in doors and "portal" in doors and doors["recipe"].get("requests_per_s"):
             share = doors["portal"]["requests_per_s"] / doors["recipe"]["requests_per_s"]
-            paired = paired_shown(doors["portal"], "requests_per_s", "recipe")
-            lines.append(f"{name}: portal/recipe {share:.2f} of requests/s{paired}")
+            shown = paired_shown(doors["portal"], "requests_per_s", "recipe")
+            lines.append(f"{name}: portal/recipe {share:.2f} of requests/s{shown}")
     lines.extend(gauges(results))
     return lines
 

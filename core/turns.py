@@ -31,6 +31,7 @@ class OneAnswer:
             if pending is None:
                 pending = self.pending[key] = Future()
         if not leading:
+            # The leader's work for this same key: an Answer, which the shared dict cannot say.
             return pending.result()  # type: ignore[return-value]
         try:
             answer = work()

@@ -15,7 +15,7 @@ import json
 import secrets
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import urllib3
 from django.conf import settings
@@ -39,7 +39,7 @@ def parse_headers_only(
     one each time, for every frame (the cost: docs/departures.md). The headers
     parsed are the same.
     """
-    lines = http.client._read_headers(fp)  # type: ignore[attr-defined]
+    lines = http.client._read_headers(fp)  # type: ignore[attr-defined]  # private: checked at install
     text = b"".join(lines).decode("iso-8859-1")
     return email.parser.Parser(_class=_class).parsestr(text, headersonly=True)
 
@@ -60,6 +60,7 @@ def install_header_parser() -> None:
             "http.client._read_headers is gone in this Python: remove the header-parser "
             "replacement (orthanc/client.py, docs/performance.md) or adapt it"
         )
+    # typeshed's parse_headers is overloaded, generic over the message class; this one is not.
     http.client.parse_headers = parse_headers_only  # type: ignore[assignment]
 
 
@@ -102,25 +103,27 @@ def request(
     stream: bool = False,
     timeout: urllib3.Timeout | None = None,
     retries: urllib3.Retry | bool = False,
-) -> urllib3.BaseHTTPResponse:
+) -> urllib3.HTTPResponse:
     """Send one request to Orthanc with the service credential.
 
     A pool slot is waited for no longer than the connect timeout; the caller of
     a streamed request must close or fully read the response.
     """
     options: dict[str, Any] = {"timeout": timeout} if timeout else {}
-    return pool().urlopen(
+    response = pool().urlopen(
         method,
         base_path() + path,
         body=body,
         headers={**(headers or {}), **service_headers()},
         redirect=False,
         retries=retries,
-        pool_timeout=float(settings.ORTHANC_CONNECT_TIMEOUT),
+        pool_timeout=settings.ORTHANC_CONNECT_TIMEOUT,
         preload_content=not stream,
         decode_content=not stream,
         **options,
     )
+    # A connection pool answers an HTTPResponse; urlopen's annotation names its base class.
+    return cast(urllib3.HTTPResponse, response)
 
 
 def json_request(

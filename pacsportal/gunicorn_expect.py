@@ -51,12 +51,13 @@ def install() -> None:
     original = getattr(policy, "_apply_header_policy", None)
     if getattr(original, MARK, False):
         return
-    request = getattr(message, "Request", None)
+    # Tested apart: inside the condition, `is original` would narrow `original` to Any | None for mypy.
+    inherited = getattr(getattr(message, "Request", None), "_apply_header_policy", None) is original
     if (
         policy is None
         or not callable(original)
         or list(inspect.signature(original).parameters) != WRAPPED_PARAMETERS
-        or getattr(request, "_apply_header_policy", None) is not original
+        or not inherited
     ):
         raise RuntimeError(
             "gunicorn.http.message.HeaderPolicy._apply_header_policy is gone or has changed in this "

@@ -12,6 +12,7 @@ import ipaddress
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -111,7 +112,7 @@ SESSION_ENGINE = "accounts.fastauth"
 ROOT_URLCONF = "pacsportal.urls"
 WSGI_APPLICATION = "pacsportal.wsgi.application"
 
-TEMPLATES = [
+TEMPLATES: list[dict[str, Any]] = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [BASE_DIR / "templates"],

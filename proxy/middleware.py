@@ -21,5 +21,6 @@ class DecisionClockMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        # Not an attribute HttpRequest declares: stamped here for proxy/nginx.py to read.
         request.pacs_started = time.monotonic()  # type: ignore[attr-defined]
         return self.get_response(request)

@@ -102,11 +102,12 @@ class ChunkedBody:
     """A chunked request body, as gunicorn decodes it, read to its end."""
 
     def __init__(self, request: HttpRequest) -> None:
-        self.stream = request.environ["wsgi.input"]
+        # META is the WSGI environ itself.
+        self.stream = request.META["wsgi.input"]
 
     def read(self, size: int = -1) -> bytes:
         try:
-            return self.stream.read(size)  # type: ignore[no-any-return]
+            return self.stream.read(size)
         except (OSError, ValueError) as error:  # gunicorn's NoMoreData, a bad chunk size
             raise IncompleteBody(f"the chunked request body broke off: {error}") from None
 
@@ -191,7 +192,7 @@ class UpstreamStream:
     """Orthanc's response body, in chunks; returns or drops the pooled connection when done."""
 
     def __init__(
-        self, upstream: urllib3.BaseHTTPResponse, already_read: bytes, done: Callable[[int], None]
+        self, upstream: urllib3.HTTPResponse, already_read: bytes, done: Callable[[int], None]
     ) -> None:
         self.upstream = upstream
         self.already_read = already_read
@@ -225,7 +226,7 @@ class OrthancProxyView(ProxyView):
 
     mount = ""
 
-    def dispatch(self, request: HttpRequest, path: str = "") -> HttpResponseBase:  # type: ignore[override]
+    def dispatch(self, request: HttpRequest, path: str = "") -> HttpResponseBase:
         response = self.answer(request, path)
         if request.method not in SAFE_METHODS and response.status_code >= 400:
             drain(request)
@@ -397,12 +398,12 @@ class OrthancProxyView(ProxyView):
             message = "the archive could not be asked who owns these UIDs"
             return Written(errors.response(request, 503, message), refused_parts=tuple(upload.refused))
         if not first:
-            refused = tuple(upload.refused)
+            refused_parts = tuple(upload.refused)
             if upload.unreadable:
                 message = f"the STOW-RS body cannot be read: {upload.unreadable}"
-                return Written(errors.response(request, 400, message), refused_parts=refused)
+                return Written(errors.response(request, 400, message), refused_parts=refused_parts)
             return Written(
-                stow_answer(409 if upload.conflict else 400, upload.refused, {}), refused_parts=refused
+                stow_answer(409 if upload.conflict else 400, upload.refused, {}), refused_parts=refused_parts
             )
         written = self.send(
             request, asked, decision, upload.chunks(first), {"Content-Type": upload.content_type}
@@ -415,7 +416,7 @@ class OrthancProxyView(ProxyView):
 
 
 def client_response(
-    asked: Asked, decision: Decision, upstream: urllib3.BaseHTTPResponse, already_read: bytes = b""
+    asked: Asked, decision: Decision, upstream: urllib3.HTTPResponse, already_read: bytes = b""
 ) -> StreamingHttpResponse:
     def done(sent: int) -> None:
         accesses.log_access(asked, decision, upstream.status, sent)
@@ -436,7 +437,7 @@ def client_response(
     return response
 
 
-def stow_written(asked: Asked, decision: Decision, upstream: urllib3.BaseHTTPResponse) -> Written:
+def stow_written(asked: Asked, decision: Decision, upstream: urllib3.HTTPResponse) -> Written:
     """Read the STOW-RS answer to audit which instances were stored, and whose they are.
 
     An answer larger than MAX_STOW_ANSWER is passed on whole, streamed, and
@@ -453,7 +454,7 @@ def stow_written(asked: Asked, decision: Decision, upstream: urllib3.BaseHTTPRes
     return Written(response, stored_uids=tuple(uids), subject=subject)
 
 
-def export_job_response(upstream: urllib3.BaseHTTPResponse, decision: Decision) -> HttpResponse:
+def export_job_response(upstream: urllib3.HTTPResponse, decision: Decision) -> HttpResponse:
     """An export made a job: remember whose data it holds before the client can ask for it."""
     head = upstream.read(MAX_JOB_ANSWER + 1, decode_content=True)
     upstream.release_conn()

@@ -116,14 +116,16 @@ def django_db_modify_db_settings(
     # Updated in place: django.db.connections holds this same dict. The wrapper made
     # from it before (SQLite's, at collection) is dropped: the next one is PostgreSQL's.
     settings.DATABASES["default"].update(
-        ENGINE="django.db.backends.postgresql",
-        NAME="portal",
-        USER="postgres",
-        PASSWORD="",
-        HOST="127.0.0.1",
-        PORT=str(postgres.port),
-        CONN_MAX_AGE=0,
-        OPTIONS={},  # SQLite's (init_command), which psycopg refuses
+        {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "portal",
+            "USER": "postgres",
+            "PASSWORD": "",
+            "HOST": "127.0.0.1",
+            "PORT": str(postgres.port),
+            "CONN_MAX_AGE": 0,
+            "OPTIONS": {},  # SQLite's (init_command), which psycopg refuses
+        }
     )
     connections["default"].close()
     del connections["default"]

@@ -363,7 +363,7 @@ def hostile(seed: int, count: int = 64) -> list[Variant]:
     rng = random.Random(seed)
     grid = list(itertools.product((repeated, swapped), range(MAX_LEVEL + 1), encodings()))
     rng.shuffle(grid)
-    found = {}
+    found: dict[str, Variant] = {}
     for make, level, encoding in grid:
         variant = make(encoding, level, rng)
         found.setdefault(variant.name, variant)

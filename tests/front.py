@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import pytest
 
 from devstack.nginx import FrontNotInstalled, NativeFront
@@ -33,11 +35,16 @@ def start_front(portal: LivePortal, orthanc: OrthancServer, workers: int = 1) ->
         front.start()
     except FrontNotInstalled as error:
         pytest.fail(str(error), pytrace=False)
-    portal.front = front  # type: ignore[attr-defined]
+    portal.front = front  # type: ignore[attr-defined]  # only a fronted portal has one, set here
     return front
 
 
-def upload_limits(env: dict[str, str]) -> dict[str, int]:
+class UploadLimits(TypedDict):
+    max_uploads: int
+    max_uploads_per_client: int
+
+
+def upload_limits(env: dict[str, str]) -> UploadLimits:
     """NGINX_MAX_UPLOADS and NGINX_MAX_UPLOADS_PER_CLIENT as the portal's settings read them."""
     threads = int(env.get("WEB_WORKERS", "2")) * int(env.get("WEB_THREADS", "8"))
     total = int(env.get("NGINX_MAX_UPLOADS") or max(threads // 2, 1))

@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -213,7 +214,7 @@ class LivePortal:
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
         return [int(pid) for pid in children]
 
-    def audit_events(self, after_id: int = 0) -> list[dict[str, object]]:
+    def audit_events(self, after_id: int = 0) -> list[dict[str, Any]]:
         """Audit rows written by this portal, read straight from its database."""
         url = self.env["DATABASE_URL"]
         sql = "SELECT * FROM audit_auditevent WHERE id > %s ORDER BY id"
@@ -226,7 +227,7 @@ class LivePortal:
 
     def last_audit_id(self) -> int:
         events = self.audit_events()
-        return int(events[-1]["id"]) if events else 0  # type: ignore[call-overload]
+        return int(events[-1]["id"]) if events else 0
 
     def login(self, username: str) -> requests.Session:
         """A browser-like session logged in through the real login form."""

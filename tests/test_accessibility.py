@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize
 
 from orthanc import demo
 from tests.browser import log_in, save_screenshot
@@ -27,7 +27,10 @@ from tests.test_live_tokens import bearer, create_token
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 # WCAG 2.0 and 2.1, levels A and AA: what the portal promises, not axe's best practices.
 WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+VIEWPORTS: dict[str, ViewportSize] = {
+    "desktop": {"width": 1280, "height": 800},
+    "phone": {"width": 390, "height": 844},
+}
 STUDY = demo.DEMO_CT_STUDY_UID
 CLINICIAN = "a11y-clinician"  # a user of its own: no other test sees its tokens and links
 AXE = Axe()
@@ -92,7 +95,7 @@ def contexts(
 
     def context_of(user: str | None) -> BrowserContext:
         if user not in made:
-            made[user] = browser.new_context(viewport=VIEWPORTS[request.param])  # type: ignore[arg-type]
+            made[user] = browser.new_context(viewport=VIEWPORTS[request.param])
             if user is not None:
                 page = made[user].new_page()
                 log_in(page, live_portal, user)

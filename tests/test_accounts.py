@@ -11,7 +11,7 @@ PASSWORD = "a long enough password"
 
 
 def make_user(username: str, *groups: str, **extra: bool) -> User:
-    user = User.objects.create_user(username, password=PASSWORD, **extra)
+    user = User.objects.create_user(username, email=None, password=PASSWORD, **extra)
     user.groups.add(*Group.objects.filter(name__in=groups))
     return user
 

@@ -12,6 +12,7 @@ import io
 import json
 import time
 import zipfile
+from typing import Any
 
 import pytest
 import requests
@@ -25,15 +26,15 @@ STUDY = demo.DEMO_CT_STUDY_UID
 PATIENT = "DEMO-CT-0001"
 
 
-def direct(orthanc: OrthancServer, method: str, path: str, **kwargs: object) -> requests.Response:
+def direct(orthanc: OrthancServer, method: str, path: str, **kwargs: Any) -> requests.Response:
     return requests.request(
         method, f"{orthanc.url}{path}", auth=(orthanc.user, orthanc.password), timeout=60, **kwargs
-    )  # type: ignore[arg-type]
+    )
 
 
-def admin(portal: LivePortal, method: str, path: str, **kwargs: object) -> requests.Response:
+def admin(portal: LivePortal, method: str, path: str, **kwargs: Any) -> requests.Response:
     auth = ("carol", portal.passwords["carol"])
-    return requests.request(method, f"{portal.url}/pacs-admin/{path}", auth=auth, timeout=60, **kwargs)  # type: ignore[arg-type]
+    return requests.request(method, f"{portal.url}/pacs-admin/{path}", auth=auth, timeout=60, **kwargs)
 
 
 def study_id(orthanc: OrthancServer, uid: str = STUDY) -> str:

@@ -46,6 +46,7 @@ def test_no_decision_takes_the_portals_buffers_and_keepalive(tmp_path: Path) -> 
     class Archive:
         url, user, password = "http://127.0.0.1:9", "bench", "secret"
 
+    # A stand-in for the Orthanc server: the three attributes the config reads.
     config = NoDecision(tmp_path, 8080, Archive()).config()  # type: ignore[arg-type]
     template = TEMPLATE.read_text()
     for directive in ("proxy_buffers", "proxy_buffer_size", "proxy_busy_buffers_size", "keepalive_timeout"):

@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -140,6 +141,7 @@ def health_check(
     command = ["sh", "-c", args[0]] if kind == "CMD-SHELL" else args
     timeout = float(str(check.get("timeout", "30s")).removesuffix("s"))
     try:
+        # `run` is passed through to subprocess.run, whose overloads need each keyword's own type.
         return subprocess.run(command, env=env, capture_output=True, timeout=timeout, **run).returncode  # type: ignore[call-overload]
     except subprocess.TimeoutExpired:
         return -1
@@ -437,9 +439,9 @@ class FromAddress(requests.adapters.HTTPAdapter):
         self.address = address
         super().__init__()
 
-    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["source_address"] = (self.address, 0)
-        super().init_poolmanager(*args, **kwargs)  # type: ignore[no-untyped-call]
+        super().init_poolmanager(*args, **kwargs)
 
 
 def client_session(address: str, verify: str | bool = True) -> requests.Session:
@@ -617,6 +619,7 @@ def audit_rows(database: Database, since: int) -> list[tuple[str, str, str]]:
         "-d", "portal", "-AtF", "|", "-c",
         f"SELECT action, host(client_ip), username FROM audit_auditevent WHERE id > {since:d} ORDER BY id",  # noqa: S608
     )  # fmt: skip
+    # psql prints the three columns asked for: a tuple of three.
     return [tuple(line.split("|")) for line in result.stdout.splitlines()]  # type: ignore[misc]
 
 

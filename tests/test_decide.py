@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.contrib.auth.models import AnonymousUser, Group, User
 
 from accounts.authentication import ANONYMOUS, Identity
 from accounts.models import Share
@@ -31,7 +31,7 @@ OWN_ORIGIN = "https://pacs.example.org"
 
 @pytest.fixture
 def user_in(django_user_model: Any) -> Any:
-    def make(*groups: str) -> AbstractBaseUser:
+    def make(*groups: str) -> User:
         user = django_user_model.objects.create_user(f"user-{'-'.join(groups) or 'none'}", password=None)
         user.groups.set(Group.objects.filter(name__in=groups))
         return user
@@ -197,7 +197,7 @@ def test_it_refuses_with_503_when_the_archive_cannot_say_whose_data_it_is(
     assert refused(decision) == (503, "the archive could not say whose data this is, so it was not served")
 
 
-def share_of(owner: AbstractBaseUser, study_uid: str, allow_download: bool = False) -> Identity:
+def share_of(owner: User, study_uid: str, allow_download: bool = False) -> Identity:
     share = Share(id=7, owner=owner, study_uid=study_uid, allow_download=allow_download)
     return Identity(owner, "share:7", frozenset({"pacsportal.read_studies"}), share=share)
 

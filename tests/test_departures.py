@@ -33,7 +33,7 @@ def root(node: ast.expr) -> str | None:
 
 def library_names(tree: ast.Module) -> set[str]:
     """Names bound by imports, and names assigned from them (`policy = getattr(message, ...)`)."""
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
@@ -69,7 +69,7 @@ def departures(source: str) -> list[str]:
         elif isinstance(node, ast.AugAssign | ast.AnnAssign):
             targets = [node.target]
         found.extend(
-            f"line {node.lineno}: patches {ast.unparse(target)}"
+            f"line {target.lineno}: patches {ast.unparse(target)}"
             for target in targets
             if isinstance(target, ast.Attribute) and root(target) in names
         )

@@ -188,7 +188,7 @@ def stored_by_bob(live_portal: LivePortal, start: int) -> list[str]:
     for event in live_portal.audit_events(start):
         if event["action"] == "store" and event["username"] == "bob" and event["success"]:
             stored = event["stored_uids"]
-            uids += json.loads(stored) if isinstance(stored, str) else stored  # type: ignore[arg-type]
+            uids += json.loads(stored) if isinstance(stored, str) else stored
     return uids
 
 

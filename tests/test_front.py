@@ -56,7 +56,7 @@ def decisions_asked(portal: LivePortal) -> int:
 
 
 def nginx_lines(portal: LivePortal) -> list[dict[str, object]]:
-    path = portal.front.access_log_path  # type: ignore[attr-defined]
+    path = portal.front.access_log_path  # type: ignore[attr-defined]  # set by tests/front.py
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -236,7 +236,7 @@ def test_it_keeps_the_decision_endpoint_to_itself(fronted: LivePortal) -> None:
 
 
 def test_it_keeps_the_decision_cache_in_memory(fronted: LivePortal) -> None:
-    cache = fronted.front.decision_cache  # type: ignore[attr-defined]
+    cache = fronted.front.decision_cache  # type: ignore[attr-defined]  # set by tests/front.py
     assert cache.is_dir()
     mounts = {line.split()[1]: line.split()[2] for line in Path("/proc/mounts").read_text().splitlines()}
     assert mounts.get(str(cache.parent)) == "tmpfs"

@@ -307,7 +307,7 @@ def test_plain_http_to_the_tls_port_is_redirected_to_https(tls_front: LivePortal
 @pytest.fixture(scope="module")
 def redirecting_front(tls_front: LivePortal) -> Iterator[NativeFront]:
     """A second front for the same portal, with the plain-HTTP listener (HTTP_REDIRECT_PORT)."""
-    fronted: NativeFront = tls_front.front  # type: ignore[attr-defined]
+    fronted: NativeFront = tls_front.front  # type: ignore[attr-defined]  # set by tests/front.py
     second = dataclasses.replace(
         fronted,
         work_dir=Path(tempfile.mkdtemp(prefix="pacsportal-redirect-nginx-")),
@@ -348,7 +348,7 @@ def test_the_redirect_listener_sends_every_request_to_https_and_serves_nothing(
     assert hsts_headers(health) == [HSTS]
 
 
-def a_front(work_dir: Path, port: int = 8443, **options: object) -> NativeFront:
+def a_front(work_dir: Path, port: int = 8443, **options: Any) -> NativeFront:
     return NativeFront(
         work_dir=work_dir,
         port=port,
@@ -356,7 +356,7 @@ def a_front(work_dir: Path, port: int = 8443, **options: object) -> NativeFront:
         orthanc_upstream="127.0.0.1:8042",
         orthanc_user="orthanc",
         orthanc_password="secret",
-        **options,  # type: ignore[arg-type]
+        **options,
     )
 
 
@@ -399,7 +399,7 @@ def test_ocsp_stapling_staples_the_cas_answer_verified_against_the_trusted_ca_fi
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    options = {"tls_cert": str(chain), "tls_key": str(private_ca.key), "port": free_port()}
+    options: dict[str, Any] = {"tls_cert": str(chain), "tls_key": str(private_ca.key), "port": free_port()}
     front_with = a_front(
         tmp_path / "stapling", **options, ocsp_stapling=True, trusted_ca_file=str(private_ca.ca)
     )
@@ -433,7 +433,7 @@ def test_a_plain_http_front_sends_no_hsts_and_has_no_tls(tmp_path: Path) -> None
 
 
 def test_hsts_covers_subdomains_and_preload_only_when_asked(tmp_path: Path) -> None:
-    tls = {"tls_cert": "/certs/cert.pem", "tls_key": "/certs/key.pem", "version": (1, 30)}
+    tls: dict[str, Any] = {"tls_cert": "/certs/cert.pem", "tls_key": "/certs/key.pem", "version": (1, 30)}
     assert a_front(tmp_path, **tls).values()["NGINX_HSTS"] == HSTS
     asked = a_front(tmp_path, **tls, hsts_include_subdomains=True, hsts_preload=True).values()
     assert asked["NGINX_HSTS"] == f"{HSTS}; includeSubDomains; preload"
@@ -482,7 +482,7 @@ def test_the_compose_front_gets_the_same_tls_profile(tmp_path: Path) -> None:
     ids=["redirect-without-tls", "stapling-without-tls", "redirect-on-the-tls-port", "ca-without-stapling"],
 )
 def test_it_refuses_tls_options_that_do_nothing(
-    tmp_path: Path, options: dict[str, object], refusal: str
+    tmp_path: Path, options: dict[str, Any], refusal: str
 ) -> None:
     with pytest.raises(FrontStartError, match=refusal):
         a_front(tmp_path, version=(1, 30), **options).values()

@@ -270,7 +270,11 @@ def deactivate_owner(portal: LivePortal, owner: str, share_id: int) -> None:
     )
 
 
-ENDINGS = {revoke_on_the_page: "revoked", expire: "expired", deactivate_owner: "no longer share"}
+ENDINGS: dict[Callable[[LivePortal, str, int], None], str] = {
+    revoke_on_the_page: "revoked",
+    expire: "expired",
+    deactivate_owner: "no longer share",
+}
 
 
 @pytest.mark.parametrize("change", list(ENDINGS), ids=lambda change: change.__name__)

@@ -12,6 +12,7 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -54,8 +55,8 @@ def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}", "Accept": "application/dicom+json"}
 
 
-def qido(portal: LivePortal, **kwargs: object) -> int:
-    return requests.get(f"{portal.url}{QIDO}", timeout=30, **kwargs).status_code  # type: ignore[arg-type]
+def qido(portal: LivePortal, **kwargs: Any) -> int:
+    return requests.get(f"{portal.url}{QIDO}", timeout=30, **kwargs).status_code
 
 
 def shell(portal: LivePortal, code: str) -> None:

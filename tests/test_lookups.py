@@ -46,11 +46,13 @@ def test_it_finds_the_instances_of_a_listed_series_without_asking_again(
     asked: Asked, orthanc: OrthancServer
 ) -> None:
     first, *others = sops(orthanc)
-    assert chain({"studies": STUDY, "series": SERIES, "instances": first}).sop_uid == first
+    listed = chain({"studies": STUDY, "series": SERIES, "instances": first})
+    assert listed is not None and listed.sop_uid == first
     assert any(path.endswith("/instances") and path.startswith("GET /series/") for path in asked), asked
     asked.clear()
     for sop in others[:10]:
         found = chain({"studies": STUDY, "series": SERIES, "instances": sop})
+        assert found is not None
         assert (found.sop_uid, found.series_uid, found.study_uid) == (sop, SERIES, STUDY)
         assert found.patient_id == "DEMO-CT-0001"
     assert asked == []

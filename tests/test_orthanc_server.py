@@ -104,7 +104,8 @@ def test_it_leaves_no_orthanc_behind_when_stopped(orthanc_source: debian.Source)
     server = new_orthanc(orthanc_source)
     try:
         server.start()
-        assert orthanc_processes(server.work_dir) == [server.process.pid]  # type: ignore[union-attr]
+        assert server.process is not None
+        assert orthanc_processes(server.work_dir) == [server.process.pid]
     finally:
         server.stop()
     assert orthanc_processes(server.work_dir) == []

@@ -23,7 +23,7 @@ HEADER_BLOCKS = [
 
 
 def stdlib_parse(block: bytes) -> http.client.HTTPMessage:
-    lines = http.client._read_headers(io.BytesIO(block))  # type: ignore[attr-defined]
+    lines = http.client._read_headers(io.BytesIO(block))  # type: ignore[attr-defined]  # private, as in orthanc/client.py
     text = b"".join(lines).decode("iso-8859-1")
     return email.parser.Parser(_class=http.client.HTTPMessage).parsestr(text)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import requests
@@ -49,7 +50,7 @@ class Client:
         self.portal, self.orthanc, self.username = portal, orthanc, username
         self.auth = None if username == "anonymous" else (username, portal.passwords[username])
 
-    def call(self, method: str, path: str, **kwargs: object) -> requests.Response:
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return requests.request(
             method, f"{self.portal.url}{path}", auth=self.auth, timeout=60, allow_redirects=False, **kwargs
         )

@@ -22,7 +22,7 @@ PASSWORD = "a long enough password"
 
 
 def make_user(username: str, *groups: str, **extra: bool) -> User:
-    user = User.objects.create_user(username, password=PASSWORD, **extra)
+    user = User.objects.create_user(username, email=None, password=PASSWORD, **extra)
     user.groups.add(*Group.objects.filter(name__in=groups))
     return user
 
@@ -33,6 +33,7 @@ def visiting(client: Client, share: Share, minutes: float = 60) -> Client:
     session[shares.SESSION_SHARE] = share.pk
     session[shares.SESSION_UNTIL] = time.time() + minutes * 60
     session.save()
+    assert session.session_key is not None  # saved, so it has one
     client.cookies["sessionid"] = session.session_key
     return client
 

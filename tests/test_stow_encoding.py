@@ -493,7 +493,8 @@ def reidentified(data: bytes) -> bytes:
 
 def corpus() -> Iterator[tuple[str, bytes]]:
     """The project's valid instances, pydicom's in more encodings, and the generator's controls."""
-    for path in [*demo.sample_paths(), *MORE_ENCODINGS]:
+    paths: list[str | Path] = [*demo.sample_paths(), *MORE_ENCODINGS]
+    for path in paths:
         yield shipped(path).name, shipped(path).read_bytes()
     yield "a slice of the demo CT", next(demo.synthetic_ct(1))
     yield "tests.dicom.unique_ct_instance", unique_ct_instance(label="one-reading")[0]

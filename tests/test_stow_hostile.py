@@ -8,18 +8,20 @@ part has its audit row.
 
 from __future__ import annotations
 
+import functools
 import io
 import secrets
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pydicom
 import pytest
 import requests
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 
 from devstack.orthanc_server import OrthancServer
 from orthanc import demo
@@ -193,7 +195,8 @@ def without(keyword: str) -> Callable[[Dataset], None]:
 
 def set_uid(keyword: str, value: str) -> Callable[[Dataset], None]:
     def change(ds: Dataset) -> None:
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID if keyword != "SOPInstanceUID" else value
+        uid = ds.SOPInstanceUID if keyword != "SOPInstanceUID" else UID(value)
+        ds.file_meta.MediaStorageSOPInstanceUID = uid
         setattr(ds, keyword, value)
 
     return change
@@ -330,21 +333,23 @@ def other_boundary(parts: list[Instance], boundary: str) -> bytes:
     return body_of(parts, "not-the-announced-boundary")
 
 
-ORTHANC: dict[str, object] = {}
+ORTHANC: dict[str, Any] = {}
 CASES: dict[str, Case] = {
     "one good instance": Case(one(good), 200),
     "two good instances of one study": Case(two_of_one_study, 200),
     "a part without a Content-Type": Case(with_part_type(None, True), 200),
     **{
-        f"nesting {depth} levels (allowed)": Case(one(lambda depth=depth: nested(depth)), 200)
+        f"nesting {depth} levels (allowed)": Case(one(functools.partial(nested, depth)), 200)
         for depth in (1, 4, 8, 16)
     },
     **{
-        f"nesting {depth} levels": Case(one(lambda depth=depth: nested(depth)), 400)
+        f"nesting {depth} levels": Case(one(functools.partial(nested, depth)), 400)
         for depth in (17, 24, 40, 60, 200, 1000, 3000)
     },
     **{
-        f"nesting {depth} levels, {encoding} VR": Case(one(lambda d=depth, e=encoding: nested(d, e)), status)
+        f"nesting {depth} levels, {encoding} VR": Case(
+            one(functools.partial(nested, depth, encoding)), status
+        )
         for encoding in ("implicit", "UN", "private implicit", "private UN")
         for depth, status in ((8, 200), (40, 400), (1000, 400))
     },

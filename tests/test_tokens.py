@@ -7,7 +7,7 @@ import hashlib
 import re
 import threading
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 
 import pytest
@@ -39,7 +39,7 @@ def _forget_passwords() -> None:
 
 
 def make_user(username: str, *groups: str, **extra: bool) -> User:
-    user = User.objects.create_user(username, password=PASSWORD, **extra)
+    user = User.objects.create_user(username, email=None, password=PASSWORD, **extra)
     user.groups.add(*Group.objects.filter(name__in=groups))
     return user
 
@@ -169,7 +169,8 @@ def test_it_checks_a_basic_password_with_the_hasher_once_then_remembers_it(
         assert checked.call_count == 1
         with django_assert_num_queries(2):  # the user, and django-axes' lockout check
             identify(api_request(basic("alice", PASSWORD)))
-    assert not any(PASSWORD.encode() in key for key in remembered_passwords.entries.entries)
+    # The cache's keys are Hashable to its class; these are digests, bytes.
+    assert not any(PASSWORD.encode() in cast(bytes, key) for key in remembered_passwords.entries.entries)
 
 
 @pytest.mark.django_db(transaction=True)  # the threads' own connections see the user
@@ -235,7 +236,7 @@ def test_it_forgets_a_remembered_password_when_its_user_is_locked_out(settings: 
         assert not identify(api_request(basic("alice", "wrong"))).is_authenticated
     request = api_request(basic("alice", PASSWORD))
     assert not identify(request).is_authenticated
-    assert request.axes_locked_out  # type: ignore[attr-defined]
+    assert request.axes_locked_out  # type: ignore[attr-defined]  # django-axes sets it on the request
     actions = list(AuditEvent.objects.order_by("id").values_list("action", flat=True))
     # The third failure locks out; the remembered password then fails like any other.
     failed, locked = Action.LOGIN_FAILED, Action.LOCKOUT
@@ -334,7 +335,9 @@ def test_it_creates_shows_once_lists_and_revokes_a_token_on_the_page(client: Cli
     created = client.post("/accounts/tokens/", {"name": "laptop", "scope": "read", "days": "90"})
     assert created.status_code == 201
     assert "no-store" in created["Cache-Control"]
-    secret = TOKEN_SHAPE.search(created.content.decode()).group(0)  # type: ignore[union-attr]
+    shown = TOKEN_SHAPE.search(created.content.decode())
+    assert shown is not None, "the new token's secret is shown once"
+    secret = shown.group(0)
     token = AccessToken.objects.get(user=alice)
     assert token.digest == hashlib.sha256(secret.encode()).hexdigest()
     listed = client.get("/accounts/tokens/").content.decode()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Error, Page
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Error, Page, Request
 
 from devstack.orthanc_server import OrthancServer
 from orthanc import demo
@@ -104,7 +104,12 @@ def wait_for_quiet_pacs(page: Page, quiet: float = 3, timeout: float = 90) -> No
     """Until the page makes no /pacs request for `quiet` seconds: OHIF goes on fetching
     the frames of a study for a while after the viewer is left for the study list."""
     last = [time.monotonic()]
-    page.on("request", lambda request: "/pacs/" in request.url and last.__setitem__(0, time.monotonic()))
+
+    def seen(request: Request) -> None:
+        if "/pacs/" in request.url:
+            last[0] = time.monotonic()
+
+    page.on("request", seen)
     deadline = time.monotonic() + timeout
     while time.monotonic() - last[0] < quiet:
         assert time.monotonic() < deadline, "the viewer never stopped fetching from /pacs"

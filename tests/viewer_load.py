@@ -191,7 +191,7 @@ def load_once(
 
 
 def first_image(page: Page) -> float | None:
-    return page.evaluate("window.__viewerLoad && window.__viewerLoad.firstImage")  # type: ignore[no-any-return]
+    return page.evaluate("window.__viewerLoad && window.__viewerLoad.firstImage")
 
 
 def frame_pixel_bytes(orthanc_url: str, auth: tuple[str, str], instance: str) -> int:

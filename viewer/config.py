@@ -23,7 +23,7 @@ VIEWER_ROUTES = ("viewer", "segmentation", "tmtv", "microscopy", "dynamic-volume
 PORTAL_SCRIPT = Path(__file__).with_name("portal.js")
 # OHIF's onboarding tour (eleven steps over the first image) is the default
 # customization `ohif.tours`; an empty list of tours shows none.
-NO_TOURS = {"ohif.tours": {"$set": []}}
+NO_TOURS: dict[str, Any] = {"ohif.tours": {"$set": []}}
 
 
 @functools.lru_cache(maxsize=1)
@@ -42,6 +42,7 @@ def portal(request: HttpRequest) -> dict[str, str]:
         login, name = reverse("share-ended"), "Visitor of a shared link"
     else:
         home, login = reverse("home"), resolve_url(settings.LOGIN_URL)
+        # Signed in: the middleware turned away anonymous requests and ended visits.
         name = user.get_full_name() or user.get_username()  # type: ignore[union-attr]
     return {
         "siteName": settings.PORTAL_SITE_NAME,

@@ -89,7 +89,7 @@ def expire_session(portal: LivePortal, username: str, session: requests.Session)
 
 
 # Each change as the revocation table names it.
-CHANGES = {
+CHANGES: dict[Callable[[LivePortal, str, requests.Session], None], str] = {
     deactivate: "a user, password or token changed around the portal (SQL by hand, `QuerySet.update`)",
     change_password: "password changed",
     expire_session: "session expired (its age, or idle)",

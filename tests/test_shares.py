@@ -145,10 +145,10 @@ def test_it_revokes_only_ones_own_shares_and_audits_it(client: Client) -> None:
 def test_it_lets_admins_revoke_any_share_in_django_admin(client: Client) -> None:
     share, _ = Share.objects.issue(make_user("alice", "clinician"), STUDY, 7)
     client.force_login(make_user("root", is_staff=True, is_superuser=True))
-    listing = client.get("/admin/pacsportal/share/")
+    listing = client.get("/admin/accounts/share/")
     assert listing.status_code == 200 and STUDY.encode() in listing.content
     response = client.post(
-        "/admin/pacsportal/share/", {"action": "revoke", "_selected_action": [share.pk]}, follow=True
+        "/admin/accounts/share/", {"action": "revoke", "_selected_action": [share.pk]}, follow=True
     )
     assert response.status_code == 200
     share.refresh_from_db()

@@ -374,14 +374,14 @@ def test_it_lets_admins_see_and_revoke_every_token_without_the_secret(client: Cl
     alice = make_user("alice", "clinician")
     token, secret = AccessToken.objects.issue(alice, "laptop", Scope.READ, 90)
     client.force_login(make_user("root", is_superuser=True, is_staff=True))
-    listing = client.get("/admin/pacsportal/accesstoken/")
+    listing = client.get("/admin/accounts/accesstoken/")
     assert listing.status_code == 200
     assert "laptop" in listing.content.decode()
-    detail = client.get(f"/admin/pacsportal/accesstoken/{token.pk}/change/").content.decode()
+    detail = client.get(f"/admin/accounts/accesstoken/{token.pk}/change/").content.decode()
     assert secret not in detail and token.digest not in detail
-    assert client.get("/admin/pacsportal/accesstoken/add/").status_code == 403
+    assert client.get("/admin/accounts/accesstoken/add/").status_code == 403
     revoked = client.post(
-        "/admin/pacsportal/accesstoken/", {"action": "revoke", "_selected_action": [token.pk]}
+        "/admin/accounts/accesstoken/", {"action": "revoke", "_selected_action": [token.pk]}
     )
     assert revoked.status_code == 302
     token.refresh_from_db()

@@ -41,11 +41,12 @@ from django.http import HttpRequest
 
 from accounts.clientip import client_ip
 from accounts.fastauth import ModelBackend
-from accounts.models import AccessToken, Share, looks_like_token
+from accounts.models import AccessToken, looks_like_token
 from accounts.permissions import has_perm
-from accounts.shares import SCOPE as SHARE_SCOPE
-from accounts.shares import visit_of
 from orthanc.turns import OneAtATime
+from shares.links import SCOPE as SHARE_SCOPE
+from shares.links import visit_of
+from shares.models import Share
 
 logger = logging.getLogger(__name__)
 SESSION = "session"

@@ -10,9 +10,9 @@ from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.validators import MaxValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator
 
-from accounts.models import SHARE_NOTE_LENGTH, TOKEN_NAME_LENGTH, AccessToken, Scope, scopes_for
+from accounts.models import TOKEN_NAME_LENGTH, AccessToken, Scope, scopes_for
 
 # Names appear in audit rows and logs as "token:<name>": letters, digits and a few separators.
 NAME = re.compile(r"[\w .@+-]+")
@@ -70,33 +70,3 @@ class TokenForm(forms.Form):
         if AccessToken.objects.filter(user=self.user, name=name, revoked_at__isnull=True).exists():
             raise forms.ValidationError("You already have a token with this name; revoke it or pick another.")
         return name
-
-
-class ShareForm(forms.Form):
-    study = forms.CharField(
-        label="Study Instance UID",
-        max_length=64,
-        validators=[RegexValidator(r"^[0-9]+(?:\.[0-9]+)*$", "A Study Instance UID: digits and dots.")],
-    )
-    days = forms.IntegerField(label="Expires in (days)", min_value=1)
-    note = forms.CharField(
-        max_length=SHARE_NOTE_LENGTH,
-        required=False,
-        help_text="Who it is for, e.g. 'Dr Smith, referring'. Shown to you and auditors, not to the visitor.",
-    )
-    allow_download = forms.BooleanField(
-        label="Allow download",
-        required=False,
-        help_text="Off: the visitor can only look at the study in the viewer.",
-    )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        days = self.fields["days"]
-        days.initial = settings.SHARE_DEFAULT_DAYS
-        days.validators.append(MaxValueValidator(settings.SHARE_MAX_DAYS))
-        days.widget.attrs["max"] = settings.SHARE_MAX_DAYS
-        days.help_text = f"At most {settings.SHARE_MAX_DAYS} days."
-
-    def clean_note(self) -> str:
-        return " ".join(self.cleaned_data["note"].split())

@@ -5,9 +5,9 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from accounts.forms import LoginForm
-from accounts.middleware import share_visitors_allowed
 from pacsportal import views
 from proxy import views as proxy_views
+from shares.middleware import share_visitors_allowed
 
 urlpatterns = [
     path("portal/", views.home, name="home"),
@@ -30,7 +30,7 @@ urlpatterns = [
         name="password_change_done",
     ),
     path("accounts/tokens/", include("accounts.urls")),
-    path("", include("accounts.share_urls")),
+    path("", include("shares.urls")),
     path("admin/", admin.site.urls),
     path("audit/", include("audit.urls")),
     # The decision confines a shared link's visitor to the shared study.

@@ -10,7 +10,7 @@ import pytest
 
 from tests.services import REPO
 
-APPS = ["accounts", "audit", "orthanc", "proxy", "viewer"]
+APPS = ["accounts", "audit", "orthanc", "proxy", "shares", "viewer"]
 # Ways to open an HTTP connection; only orthanc/ (the one client) may use them.
 CONNECTION_MAKERS = {"connection_from_url", "PoolManager", "HTTPConnectionPool", "HTTPConnection", "urlopen"}
 CONNECTION_MODULES = {"requests", "httpx", "http.client", "urllib.request"}
@@ -41,7 +41,7 @@ def test_it_never_imports_the_project_package_from_an_app(app: str) -> None:
     assert not upwards
 
 
-@pytest.mark.parametrize("app", ["accounts", "audit", "pacsportal", "proxy", "viewer"])
+@pytest.mark.parametrize("app", ["accounts", "audit", "pacsportal", "proxy", "shares", "viewer"])
 def test_it_opens_connections_to_orthanc_only_from_the_orthanc_package(app: str) -> None:
     found = set()
     for path in modules(app):

@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from accounts.permissions import has_perm
 from accounts.roles import STORE_STUDIES
-from accounts.shares import visit_of
+from shares.links import visit_of
 
 VIEWER_ROUTES = ("viewer", "segmentation", "tmtv", "microscopy", "dynamic-volume", "usAnnotation", "basic")
 PORTAL_SCRIPT = Path(__file__).with_name("portal.js")

@@ -24,9 +24,9 @@ from django.utils import timezone
 from accounts import roles
 from accounts.clientip import client_ip
 from accounts.fastauth import ModelBackend
-from accounts.models import Share
 from accounts.permissions import has_perm
 from audit.models import Action, AuditEvent
+from shares.models import Share
 
 SESSION_SHARE = "portal_share"
 SESSION_UNTIL = "portal_share_until"
@@ -138,7 +138,7 @@ def record_open(
     request: HttpRequest, share: Share | None, status: int, patient_id: str = "", problem: str = ""
 ) -> None:
     """An attempt to open a link, under the share's owner when the link is known (a throttled
-    address's attempts write one row per throttled window: accounts.share_views)."""
+    address's attempts write one row per throttled window: shares.views)."""
     AuditEvent.objects.record(
         Action.SHARE_OPENED,
         request=request,

@@ -17,7 +17,7 @@ from django.contrib.auth import middleware
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.template.response import TemplateResponse
 
-from accounts.shares import visit_of
+from shares.links import visit_of
 
 View = TypeVar("View", bound=Callable[..., Any])
 CONFINED = "A shared link opens one study in the viewer; the rest of the portal needs an account."

@@ -8,7 +8,6 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from accounts import tokens
 from accounts.forms import AdminLoginForm
 from accounts.models import AccessToken
 
@@ -50,7 +49,7 @@ class AccessTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request: HttpRequest, queryset: QuerySet[AccessToken]) -> None:
-        revoked = sum(tokens.revoke(request, token) for token in queryset.select_related("user"))
+        revoked = sum(token.revoke(request) for token in queryset.select_related("user"))
         self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
 
     def has_add_permission(self, request: HttpRequest) -> bool:

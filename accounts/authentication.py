@@ -44,8 +44,7 @@ from accounts.fastauth import ModelBackend
 from accounts.models import AccessToken, looks_like_token
 from accounts.permissions import has_perm
 from orthanc.turns import OneAtATime
-from shares.links import SCOPE as SHARE_SCOPE
-from shares.links import visit_of
+from shares.links import VISITOR_PERMISSIONS, visit_of
 from shares.models import Share
 
 logger = logging.getLogger(__name__)
@@ -156,7 +155,7 @@ def identify(request: HttpRequest) -> Identity:
     if visit is not None:
         if visit.ended or visit.share is None or visit.owner is None:
             raise BadCredentials(visit.ended)
-        return Identity(visit.owner, visit.share.credential, SHARE_SCOPE, share=visit.share)
+        return Identity(visit.owner, visit.share.credential, VISITOR_PERMISSIONS, share=visit.share)
     found = authorization(request)
     if found is None:
         return ANONYMOUS

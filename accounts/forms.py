@@ -12,7 +12,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.validators import MaxValueValidator
 
-from accounts.models import TOKEN_NAME_LENGTH, AccessToken, Scope, scopes_for
+from accounts.models import TOKEN_NAME_LENGTH, AccessToken, TokenScope, scopes_for
 
 # Names appear in audit rows and logs as "token:<name>": letters, digits and a few separators.
 NAME = re.compile(r"[\w .@+-]+")
@@ -55,7 +55,7 @@ class TokenForm(forms.Form):
         self.user = user
         allowed = scopes_for(user)
         self.fields["scope"].choices = [(scope.value, scope.label) for scope in allowed]
-        self.fields["scope"].initial = Scope.READ
+        self.fields["scope"].initial = TokenScope.READ
         # Read here, not at import time: the limits are settings.
         days = self.fields["days"]
         days.initial = settings.ACCESS_TOKEN_DEFAULT_DAYS

@@ -52,5 +52,5 @@ def token_list(request: HttpRequest) -> HttpResponse:
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     require_token_role(request)
     token = get_object_or_404(AccessToken, pk=pk, user=request.user)
-    tokens.revoke(request, token)
+    token.revoke(request)
     return redirect("accounts:tokens")

@@ -8,7 +8,6 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from shares import links
 from shares.models import Share
 
 
@@ -38,7 +37,7 @@ class ShareAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected links")
     def revoke(self, request: HttpRequest, queryset: QuerySet[Share]) -> None:
-        revoked = sum(links.revoke(request, share) for share in queryset.select_related("owner"))
+        revoked = sum(share.revoke(request) for share in queryset.select_related("owner"))
         self.message_user(request, f"Revoked {revoked} link(s).", messages.SUCCESS)
 
     def has_add_permission(self, request: HttpRequest) -> bool:

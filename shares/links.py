@@ -1,4 +1,4 @@
-"""Shared links: create and revoke them, open one (its secret exchanged for a visitor's
+"""Shared links: create them (`Share.revoke` revokes one), open one (its secret exchanged for a visitor's
 session), and the visit a request carries.
 
 A visitor's session holds only the share's id and when the visit ends: no user
@@ -31,7 +31,7 @@ from shares.models import Share
 SESSION_SHARE = "portal_share"
 SESSION_UNTIL = "portal_share_until"
 # What a share's visitor may do at most: read (the decision narrows it to the one study).
-SCOPE = frozenset({roles.READ_STUDIES})
+VISITOR_PERMISSIONS = frozenset({roles.READ_STUDIES})
 _NOT_LOOKED_UP = object()
 
 UNKNOWN = "This link is not valid: it may have been mistyped or cut short."
@@ -116,22 +116,6 @@ def create(
             ),
         )
     return share, secret
-
-
-def revoke(request: HttpRequest, share: Share) -> bool:
-    """Revoke the share (by its owner, or an admin); False if it already was."""
-    with transaction.atomic():
-        revoked = Share.objects.filter(pk=share.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
-        if revoked:
-            AuditEvent.objects.record(
-                Action.SHARE_REVOKED,
-                request=request,
-                credential="session",
-                status=200,
-                study_uid=share.study_uid,
-                detail=f"shared link #{share.pk} of {share.owner.get_username()}",
-            )
-    return bool(revoked)
 
 
 def record_open(

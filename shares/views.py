@@ -25,7 +25,7 @@ from orthanc import lookups
 from shares import links
 from shares.forms import ShareForm
 from shares.middleware import share_visitors_allowed
-from shares.models import Share, looks_like_share_secret
+from shares.models import Share
 
 # Failed opens one address may make in OPEN_WINDOW before all its attempts are refused
 # for OPEN_WINDOW. A person whose link is cut short or revoked tries it a few times;
@@ -98,7 +98,7 @@ def share_new(request: HttpRequest) -> HttpResponse:
 def share_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     require_share_role(request)
     share = get_object_or_404(Share, pk=pk, owner=request.user)
-    links.revoke(request, share)
+    share.revoke(request)
     return redirect("shares")
 
 
@@ -196,7 +196,7 @@ def share_open(request: HttpRequest) -> HttpResponse:
     if throttle.refused:
         return throttled(request, throttle, failures, now)
     secret = request.POST.get("secret", "").strip()
-    share = Share.objects.for_secret(secret) if looks_like_share_secret(secret) else None
+    share = Share.objects.for_secret(secret)
     problem, _ = links.problem_with(share)
     status = 404 if share is None else 410
     patient_id = ""

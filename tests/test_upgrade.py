@@ -4,7 +4,7 @@ The older release is run from its own checkout (`git archive` of OLD_RELEASE):
 its `migrate` makes the database, its pages make a user in a role, a token and a
 shared link, and its proxy writes audit rows. This code then migrates the same
 database and serves it; everything made before must work as it did.
-On SQLite and on PostgreSQL, whichever database the run is on.
+On SQLite and on PostgreSQL in every run: a migration can fail on one and not the other.
 """
 
 from __future__ import annotations

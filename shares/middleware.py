@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from django.contrib.auth import middleware
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.template.response import TemplateResponse
+from django.urls import URLPattern
 
 from shares.links import visit_of
 
@@ -36,6 +37,13 @@ def share_visitors_allowed(view: View | None = None, *, decides_itself: bool = F
         return function
 
     return mark(view) if view is not None else mark
+
+
+def decided_for_visitors(patterns: list[URLPattern]) -> list[URLPattern]:
+    """Routes a visitor may reach whose views answer an ended visit themselves."""
+    for pattern in patterns:
+        share_visitors_allowed(pattern.callback, decides_itself=True)
+    return patterns
 
 
 def visit_refused(request: HttpRequest, reason: str, status: int = 403) -> HttpResponse:

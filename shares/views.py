@@ -116,7 +116,7 @@ def visit_page(request: HttpRequest, template: str, context: dict[str, object], 
 @never_cache
 @require_safe
 def share_landing(request: HttpRequest) -> HttpResponse:
-    """Where a link points: static/portal/share.js posts the fragment's secret once."""
+    """Where a link points: shares/static/portal/share.js posts the fragment's secret once."""
     return visit_page(request, "shares/landing.html", {}, 200)
 
 

@@ -5,7 +5,7 @@ import hmac
 import secrets
 import string
 from datetime import timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypedDict, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -61,6 +61,13 @@ def looks_like_token(value: str) -> bool:
 
 
 Issued = TypeVar("Issued", bound="IssuedSecret")
+
+
+class RevocationRow(TypedDict, total=False):
+    """What a revocation's audit row says of what was revoked."""
+
+    study_uid: str
+    detail: str
 
 
 class IssuedSecretManager(models.Manager[Issued]):
@@ -136,8 +143,8 @@ class IssuedSecret(models.Model):
                 )
         return bool(revoked)
 
-    def revocation_row(self) -> dict[str, str]:
-        """What the revocation's audit row says of it (its `detail`, and its study if it has one)."""
+    def revocation_row(self) -> RevocationRow:
+        """What the audit row of its revocation says of it."""
         raise NotImplementedError
 
 
@@ -219,7 +226,7 @@ class AccessToken(IssuedSecret):
             revocation.forget_decisions()
         return revoked
 
-    def revocation_row(self) -> dict[str, str]:
+    def revocation_row(self) -> RevocationRow:
         return {"detail": f"{self.credential} of {self.user.get_username()}, scope {self.scope}"}
 
     def touch(self, address: str | None) -> None:

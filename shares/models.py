@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import models
 
-from accounts.models import IssuedSecret, IssuedSecretManager
+from accounts.models import IssuedSecret, IssuedSecretManager, RevocationRow
 from audit.models import Action
 
 # The link's fragment (`/share/#pacsshare_...`) holds the secret, so it reaches no
@@ -57,7 +57,7 @@ class Share(IssuedSecret):
         """How audit rows name accesses through this share."""
         return f"share:{self.pk}"
 
-    def revocation_row(self) -> dict[str, str]:
+    def revocation_row(self) -> RevocationRow:
         return {
             "study_uid": self.study_uid,
             "detail": f"shared link #{self.pk} of {self.owner.get_username()}",

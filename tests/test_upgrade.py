@@ -4,7 +4,7 @@ The older release is run from its own checkout (`git archive` of OLD_RELEASE):
 its `migrate` makes the database, its pages make a user in a role, a token and a
 shared link, and its proxy writes audit rows. This code then migrates the same
 database and serves it; everything made before must work as it did.
-On SQLite and on PostgreSQL in every run: a migration can fail on one and not the other.
+On the run's database: `make test` runs it on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -67,13 +67,10 @@ def used_by_the_old_release(portal: LivePortal) -> tuple[str, str]:
     return token, share_secret
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def upgrade(
-    request: pytest.FixtureRequest, orthanc: OrthancServer, postgres_always: PostgresCluster
-) -> Iterator[Upgrade]:
-    cluster = postgres_always if request.param == "postgresql" else None
+@pytest.fixture(scope="module")
+def upgrade(orthanc: OrthancServer, postgres: PostgresCluster | None) -> Iterator[Upgrade]:
     old = dataclasses.replace(
-        new_portal(f"upgrade_{request.param}", orthanc.url, orthanc, cluster),
+        new_portal("upgrade", orthanc.url, orthanc, postgres),
         repo=old_checkout(Path(tempfile.mkdtemp(prefix="pacsportal-old-release-"))),
     )
     token, share_secret = used_by_the_old_release(old)

@@ -129,3 +129,24 @@ def test_it_keeps_what_each_role_allows(upgrade: Upgrade) -> None:
 def test_it_lets_the_role_share_a_study_anew(upgrade: Upgrade) -> None:
     _, secret = create_share(upgrade.portal, "alice")
     visit(upgrade.portal, secret)
+
+
+def test_it_migrates_the_relabelling_back_and_forth_with_the_roles_permissions_held(
+    orthanc: OrthancServer, postgres: PostgresCluster | None
+) -> None:
+    """Back to the old label, post_migrate gives the new one content types of its own; forth
+    again, the roles must still hold what they held."""
+    portal = new_portal("relabel_back_and_forth", orthanc.url, orthanc, postgres)
+    roles = (
+        "from django.contrib.auth.models import Group; "
+        "print(sorted(f'{g.name} {p}' for g in Group.objects.all() for p in g.permissions.all()))"
+    )
+    try:
+        portal.manage("migrate", "--noinput", "-v0")
+        before = portal.manage("shell", "-c", roles)
+        portal.manage("migrate", "accounts", "0004", "--noinput", "-v0")
+        portal.manage("migrate", "--noinput", "-v0")
+        assert portal.manage("shell", "-c", roles) == before
+        assert "clinician Accounts and roles | portal permission | Read studies" in before
+    finally:
+        shutil.rmtree(portal.work_dir, ignore_errors=True)

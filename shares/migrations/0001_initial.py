@@ -7,22 +7,15 @@ moved in place, so the permissions on it stay where they were given.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
 
 import django.db.models.deletion
 import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
-
-def move_content_type(old: str, new: str) -> Any:
-    def move(apps: Any, schema_editor: Any) -> None:
-        ContentType = apps.get_model("contenttypes", "ContentType")
-        ContentType.objects.using(schema_editor.connection.alias).filter(app_label=old, model="share").update(
-            app_label=new
-        )
-
-    return move
+# The one way content types change label here (it keeps the roles' permissions held).
+relabel = importlib.import_module("accounts.migrations.0005_relabel").relabel
 
 
 class Migration(migrations.Migration):
@@ -31,6 +24,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("accounts", "0005_relabel"),
         ("contenttypes", "0002_remove_content_type_name"),
+        ("auth", "0012_alter_user_first_name_max_length"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -111,6 +105,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AlterModelTable(name="share", table=None),
         migrations.RunPython(
-            move_content_type("accounts", "shares"), move_content_type("shares", "accounts")
+            relabel("accounts", "shares", ("share",)), relabel("shares", "accounts", ("share",))
         ),
     ]

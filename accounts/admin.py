@@ -1,4 +1,4 @@
-"""Access tokens and shared links in Django admin: every user's, read-only, revocable; never the secret."""
+"""Access tokens in Django admin: every user's, read-only, revocable; never the secret."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from accounts import shares, tokens
 from accounts.forms import AdminLoginForm
-from accounts.models import AccessToken, Share
+from accounts.models import AccessToken
 
 # Django admin's log-in page checks passwords too: the same username limit as the portal's.
 admin.site.login_form = AdminLoginForm
@@ -50,7 +49,7 @@ class AccessTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request: HttpRequest, queryset: QuerySet[AccessToken]) -> None:
-        revoked = sum(tokens.revoke(request, token) for token in queryset.select_related("user"))
+        revoked = sum(token.revoke(request) for token in queryset.select_related("user"))
         self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -62,45 +61,4 @@ class AccessTokenAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Revoked tokens stay, so audit rows naming "token:<name>" can be traced.
-        return False
-
-
-@admin.register(Share)
-class ShareAdmin(admin.ModelAdmin):
-    """Every user's shared links, read-only, revocable; never the secret."""
-
-    list_display = ["__str__", "owner", "note", "allow_download", "created_at", "expires_at", "status"]
-    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "allow_download", "expires_at"]
-    search_fields = ["study_uid", "owner__username", "note"]
-    exclude = ["digest"]
-    readonly_fields = [
-        "owner",
-        "study_uid",
-        "note",
-        "allow_download",
-        "created_at",
-        "expires_at",
-        "revoked_at",
-    ]
-    list_select_related = ["owner"]
-    actions = ["revoke"]
-
-    @admin.display(description="status")
-    def status(self, share: Share) -> str:
-        return share.status
-
-    @admin.action(description="Revoke selected links")
-    def revoke(self, request: HttpRequest, queryset: QuerySet[Share]) -> None:
-        revoked = sum(shares.revoke(request, share) for share in queryset.select_related("owner"))
-        self.message_user(request, f"Revoked {revoked} link(s).", messages.SUCCESS)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        # A link's secret is shown once, to its owner, when created from the portal.
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Revoked links stay, so audit rows naming "share:<id>" can be traced.
         return False

@@ -5,8 +5,6 @@ from django.apps import AppConfig
 
 class AccountsConfig(AppConfig):
     name = "accounts"
-    # The label the roles' permissions and migrations were created under.
-    label = "pacsportal"
     verbose_name = "Accounts and roles"
 
     def ready(self) -> None:

@@ -38,13 +38,13 @@ from django.db import DatabaseError, connections, router
 from django.http import HttpRequest
 
 from accounts.fastauth import ModelBackend
-from accounts.models import AccessToken, Share, looks_like_token
+from accounts.models import AccessToken, looks_like_token
 from accounts.permissions import has_perm
-from accounts.shares import SCOPE as SHARE_SCOPE
-from accounts.shares import visit_of
 from core.clientip import client_ip
 from core.ttlcache import TTLCache
 from core.turns import OneAtATime
+from shares.links import VISITOR_PERMISSIONS, visit_of
+from shares.models import Share
 
 logger = logging.getLogger(__name__)
 SESSION = "session"
@@ -154,7 +154,7 @@ def identify(request: HttpRequest) -> Identity:
     if visit is not None:
         if visit.ended or visit.share is None or visit.owner is None:
             raise BadCredentials(visit.ended)
-        return Identity(visit.owner, visit.share.credential, SHARE_SCOPE, share=visit.share)
+        return Identity(visit.owner, visit.share.credential, VISITOR_PERMISSIONS, share=visit.share)
     found = authorization(request)
     if found is None:
         return ANONYMOUS

@@ -9,10 +9,10 @@ from django import forms
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
-from django.contrib.auth.models import AbstractBaseUser
-from django.core.validators import MaxValueValidator, RegexValidator
+from django.contrib.auth.models import User
+from django.core.validators import MaxValueValidator
 
-from accounts.models import SHARE_NOTE_LENGTH, TOKEN_NAME_LENGTH, AccessToken, Scope, scopes_for
+from accounts.models import TOKEN_NAME_LENGTH, AccessToken, TokenScope, scopes_for
 
 # Names appear in audit rows and logs as "token:<name>": letters, digits and a few separators.
 NAME = re.compile(r"[\w .@+-]+")
@@ -26,10 +26,11 @@ class UsernameLength(AuthenticationForm):
 
     def clean_username(self) -> str:
         username: str = self.cleaned_data["username"]
-        if len(username) > self.username_field.max_length:
+        limit = self.username_field.max_length
+        if limit is not None and len(username) > limit:
             raise forms.ValidationError(
                 "A username has at most %(limit)d characters.",
-                params={"limit": self.username_field.max_length},
+                params={"limit": limit},
             )
         return username
 
@@ -50,12 +51,14 @@ class TokenForm(forms.Form):
     scope = forms.ChoiceField(help_text="A token can never do more than your role allows.")
     days = forms.IntegerField(label="Expires in (days)", min_value=1)
 
-    def __init__(self, user: AbstractBaseUser, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, user: User, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
         allowed = scopes_for(user)
-        self.fields["scope"].choices = [(scope.value, scope.label) for scope in allowed]
-        self.fields["scope"].initial = Scope.READ
+        scope_field = self.fields["scope"]
+        assert isinstance(scope_field, forms.ChoiceField)  # declared so below
+        scope_field.choices = [(scope.value, scope.label) for scope in allowed]
+        scope_field.initial = TokenScope.READ
         # Read here, not at import time: the limits are settings.
         days = self.fields["days"]
         days.initial = settings.ACCESS_TOKEN_DEFAULT_DAYS
@@ -70,33 +73,3 @@ class TokenForm(forms.Form):
         if AccessToken.objects.filter(user=self.user, name=name, revoked_at__isnull=True).exists():
             raise forms.ValidationError("You already have a token with this name; revoke it or pick another.")
         return name
-
-
-class ShareForm(forms.Form):
-    study = forms.CharField(
-        label="Study Instance UID",
-        max_length=64,
-        validators=[RegexValidator(r"^[0-9]+(?:\.[0-9]+)*$", "A Study Instance UID: digits and dots.")],
-    )
-    days = forms.IntegerField(label="Expires in (days)", min_value=1)
-    note = forms.CharField(
-        max_length=SHARE_NOTE_LENGTH,
-        required=False,
-        help_text="Who it is for, e.g. 'Dr Smith, referring'. Shown to you and auditors, not to the visitor.",
-    )
-    allow_download = forms.BooleanField(
-        label="Allow download",
-        required=False,
-        help_text="Off: the visitor can only look at the study in the viewer.",
-    )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        days = self.fields["days"]
-        days.initial = settings.SHARE_DEFAULT_DAYS
-        days.validators.append(MaxValueValidator(settings.SHARE_MAX_DAYS))
-        days.widget.attrs["max"] = settings.SHARE_MAX_DAYS
-        days.help_text = f"At most {settings.SHARE_MAX_DAYS} days."
-
-    def clean_note(self) -> str:
-        return " ".join(self.cleaned_data["note"].split())

@@ -4,14 +4,17 @@ import hashlib
 import hmac
 import secrets
 import string
-from datetime import datetime, timedelta
+from datetime import timedelta
+from typing import Any, ClassVar, TypedDict, TypeVar
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import connections, models, router
+from django.contrib.auth.models import AnonymousUser, User
+from django.db import connections, models, router, transaction
+from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.permissions import has_perm
+from audit.models import Action, AuditEvent
 from core import roles
 
 
@@ -37,19 +40,15 @@ class PortalPermission(models.Model):
         return "portal permission"
 
 
-# Secret scanners (GitHub's, gitleaks, trufflehog) find leaked tokens by this
-# shape: TOKEN_PREFIX and 43 base62 characters (256 bits), `pacs_[0-9A-Za-z]{43}`.
+# Secret scanners (GitHub's, gitleaks, trufflehog) find leaked secrets by their
+# shape: a prefix and 43 base62 characters (256 bits), `pacs_[0-9A-Za-z]{43}` for a token.
+SECRET_ALPHABET = string.ascii_letters + string.digits
+SECRET_LENGTH = 43
 TOKEN_PREFIX = "pacs_"  # noqa: S105 (a prefix, not a secret)
-TOKEN_ALPHABET = string.ascii_letters + string.digits
-TOKEN_LENGTH = 43
 # The audit row's credential is "token:<name>" and holds 64 characters.
 TOKEN_NAME_LENGTH = 50
 # last_used_at and last_used_ip are written at most this often per token.
 TOKEN_TOUCH_SECONDS = 60
-
-
-def new_secret() -> str:
-    return TOKEN_PREFIX + "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
 
 
 def digest_of(secret: str) -> str:
@@ -61,48 +60,32 @@ def looks_like_token(value: str) -> bool:
     return value.startswith(TOKEN_PREFIX)
 
 
-class Scope(models.TextChoices):
-    READ = "read", "read studies"
-    STORE = "store", "read and store studies"
-    ADMIN = "admin", "read, store and administer the PACS"
+Issued = TypeVar("Issued", bound="IssuedSecret")
 
 
-# What each scope may do at most; a token can do what its scope and its owner's
-# roles, at the time of use, both allow.
-SCOPE_PERMISSIONS: dict[str, frozenset[str]] = {
-    Scope.READ: frozenset({roles.READ_STUDIES}),
-    Scope.STORE: frozenset({roles.READ_STUDIES, roles.STORE_STUDIES}),
-    Scope.ADMIN: frozenset({roles.READ_STUDIES, roles.STORE_STUDIES, roles.ADMINISTER_PACS}),
-}
+class RevocationRow(TypedDict, total=False):
+    """What a revocation's audit row says of what was revoked."""
+
+    study_uid: str
+    detail: str
 
 
-def scopes_for(user: AbstractBaseUser | AnonymousUser) -> list[Scope]:
-    """The scopes a user may give a new token: those within their roles."""
-    return [
-        scope for scope in Scope if all(has_perm(user, permission) for permission in SCOPE_PERMISSIONS[scope])
-    ]
-
-
-class AccessTokenManager(models.Manager["AccessToken"]):
-    def issue(self, user: AbstractBaseUser, name: str, scope: str, days: int) -> tuple[AccessToken, str]:
-        """A new token and its secret; the secret is never stored, only its digest."""
-        secret = new_secret()
-        token = self.create(
-            user=user,
-            name=name,
-            scope=scope,
-            digest=digest_of(secret),
-            expires_at=timezone.now() + timedelta(days=days),
+class IssuedSecretManager(models.Manager[Issued]):
+    def issue_secret(self, days: int, **fields: Any) -> tuple[Issued, str]:
+        """A new one valid for `days`, and its secret: never stored, only its digest."""
+        secret = self.model.PREFIX + "".join(secrets.choice(SECRET_ALPHABET) for _ in range(SECRET_LENGTH))
+        issued = self.create(
+            digest=digest_of(secret), expires_at=timezone.now() + timedelta(days=days), **fields
         )
-        return token, secret
+        return issued, secret
 
-    def for_secret(self, secret: str) -> AccessToken | None:
-        """The token with this secret, by its indexed digest, revoked and expired ones included.
+    def for_secret(self, secret: str) -> Issued | None:
+        """The one with this secret, by its indexed digest, revoked and expired ones included.
 
         A plain SELECT, as the session and user loads (accounts/fastauth.py): an
         API client's every request runs it.
         """
-        if not looks_like_token(secret) or len(secret) != len(TOKEN_PREFIX) + TOKEN_LENGTH:
+        if not self.model.is_shaped_like(secret):
             return None
         digest = digest_of(secret)
         quote = connections[router.db_for_read(self.model)].ops.quote_name
@@ -115,25 +98,102 @@ class AccessTokenManager(models.Manager["AccessToken"]):
         return found[0]
 
 
-class AccessToken(models.Model):
+class IssuedSecret(models.Model):
+    """What access tokens and shared links have in common: a secret shown once, of which only
+    the digest is kept, an expiry, and a revocation that is audited."""
+
+    PREFIX: ClassVar[str]
+    REVOKED: ClassVar[Action]
+
+    digest = models.CharField("SHA-256 of the secret", max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField("created", default=timezone.now, editable=False)
+    expires_at = models.DateTimeField("expires", editable=False)
+    revoked_at = models.DateTimeField("revoked", null=True, blank=True, editable=False)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at", "-id"]
+
+    @classmethod
+    def is_shaped_like(cls, value: str) -> bool:
+        return value.startswith(cls.PREFIX) and len(value) == len(cls.PREFIX) + SECRET_LENGTH
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.is_expired else "active"
+
+    def revoke(self, request: HttpRequest) -> bool:
+        """Revoke it (by its owner, or an admin) and record who did, in one transaction;
+        False if it already was."""
+        with transaction.atomic():
+            revoked = (
+                type(self)
+                ._default_manager.filter(pk=self.pk, revoked_at__isnull=True)
+                .update(revoked_at=timezone.now())
+            )
+            if revoked:
+                AuditEvent.objects.record(
+                    self.REVOKED, request=request, credential="session", status=200, **self.revocation_row()
+                )
+        return bool(revoked)
+
+    def revocation_row(self) -> RevocationRow:
+        """What the audit row of its revocation says of it."""
+        raise NotImplementedError
+
+
+class TokenScope(models.TextChoices):
+    READ = "read", "read studies"
+    STORE = "store", "read and store studies"
+    ADMIN = "admin", "read, store and administer the PACS"
+
+
+# What each scope may do at most; a token can do what its scope and its owner's
+# roles, at the time of use, both allow.
+SCOPE_PERMISSIONS: dict[str, frozenset[str]] = {
+    TokenScope.READ: frozenset({roles.READ_STUDIES}),
+    TokenScope.STORE: frozenset({roles.READ_STUDIES, roles.STORE_STUDIES}),
+    TokenScope.ADMIN: frozenset({roles.READ_STUDIES, roles.STORE_STUDIES, roles.ADMINISTER_PACS}),
+}
+
+
+def scopes_for(user: User | AnonymousUser) -> list[TokenScope]:
+    """The scopes a user may give a new token: those within their roles."""
+    return [
+        scope
+        for scope in TokenScope
+        if all(has_perm(user, permission) for permission in SCOPE_PERMISSIONS[scope])
+    ]
+
+
+class AccessTokenManager(IssuedSecretManager["AccessToken"]):
+    def issue(self, user: User, name: str, scope: str, days: int) -> tuple[AccessToken, str]:
+        return self.issue_secret(days, user=user, name=name, scope=scope)
+
+
+class AccessToken(IssuedSecret):
     """A personal access token for API clients: Bearer, or the password of HTTP Basic."""
+
+    PREFIX = TOKEN_PREFIX
+    REVOKED = Action.TOKEN_REVOKED
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, models.CASCADE, related_name="access_tokens", editable=False
     )
     name = models.CharField(max_length=TOKEN_NAME_LENGTH, editable=False)
-    scope = models.CharField(max_length=10, choices=Scope.choices, editable=False)
-    digest = models.CharField("SHA-256 of the secret", max_length=64, unique=True, editable=False)
-    created_at = models.DateTimeField("created", default=timezone.now, editable=False)
-    expires_at = models.DateTimeField("expires", editable=False)
-    revoked_at = models.DateTimeField("revoked", null=True, blank=True, editable=False)
+    scope = models.CharField(max_length=10, choices=TokenScope.choices, editable=False)
     last_used_at = models.DateTimeField("last used", null=True, blank=True, editable=False)
     last_used_ip = models.GenericIPAddressField("last address", null=True, blank=True, editable=False)
 
     objects = AccessTokenManager()
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(IssuedSecret.Meta):
         constraints = [
             # A name names one live token at a time, so "token:<name>" in an
             # audit row points at one token (the one live at the row's time).
@@ -156,15 +216,18 @@ class AccessToken(models.Model):
     def permissions(self) -> frozenset[str]:
         return SCOPE_PERMISSIONS.get(self.scope, frozenset())
 
-    @property
-    def is_expired(self) -> bool:
-        return self.expires_at <= timezone.now()
+    def revoke(self, request: HttpRequest) -> bool:
+        revoked = super().revoke(request)
+        if revoked:
+            # Imported here: accounts.revocation imports this module. (A share's decisions are never
+            # cached by nginx: only a token's need forgetting.)
+            from accounts import revocation
 
-    @property
-    def status(self) -> str:
-        if self.revoked_at is not None:
-            return "revoked"
-        return "expired" if self.is_expired else "active"
+            revocation.forget_decisions()
+        return revoked
+
+    def revocation_row(self) -> RevocationRow:
+        return {"detail": f"{self.credential} of {self.user.get_username()}, scope {self.scope}"}
 
     def touch(self, address: str | None) -> None:
         """Record a use, at most once per TOKEN_TOUCH_SECONDS (across workers too:
@@ -177,89 +240,3 @@ class AccessToken(models.Model):
             models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lte=threshold), pk=self.pk
         ).update(last_used_at=now, last_used_ip=address)
         self.last_used_at, self.last_used_ip = now, address
-
-
-# A share link's secret: SHARE_PREFIX and 43 base62 characters (256 bits), in
-# the link's fragment (`/share/#pacsshare_...`), so it reaches no server log or Referer.
-SHARE_PREFIX = "pacsshare_"
-SHARE_NOTE_LENGTH = 200
-
-
-def new_share_secret() -> str:
-    return SHARE_PREFIX + "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
-
-
-def looks_like_share_secret(value: str) -> bool:
-    return value.startswith(SHARE_PREFIX) and len(value) == len(SHARE_PREFIX) + TOKEN_LENGTH
-
-
-class ShareManager(models.Manager["Share"]):
-    def issue(
-        self, owner: AbstractBaseUser, study_uid: str, days: int, note: str = "", allow_download: bool = False
-    ) -> tuple[Share, str]:
-        """A new share and its secret; the secret is never stored, only its digest."""
-        secret = new_share_secret()
-        share = self.create(
-            owner=owner,
-            study_uid=study_uid,
-            digest=digest_of(secret),
-            note=note,
-            allow_download=allow_download,
-            expires_at=timezone.now() + timedelta(days=days),
-        )
-        return share, secret
-
-    def for_secret(self, secret: str) -> Share | None:
-        """The share with this secret, by its indexed digest, revoked and expired ones included."""
-        if not looks_like_share_secret(secret):
-            return None
-        digest = digest_of(secret)
-        found = list(self.filter(digest=digest).select_related("owner")[:2])
-        # Found through the index; compared again in constant time all the same.
-        if len(found) != 1 or not hmac.compare_digest(found[0].digest, digest):
-            return None
-        return found[0]
-
-    def created_since(self, owner: AbstractBaseUser, since: datetime) -> int:
-        return self.filter(owner=owner, created_at__gte=since).count()
-
-
-class Share(models.Model):
-    """A link that opens one study, read-only, until it expires or is revoked."""
-
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="shares", editable=False)
-    study_uid = models.CharField("Study Instance UID", max_length=64, editable=False)
-    digest = models.CharField("SHA-256 of the secret", max_length=64, unique=True, editable=False)
-    note = models.CharField(
-        max_length=SHARE_NOTE_LENGTH, blank=True, editable=False, help_text="who it is for"
-    )
-    allow_download = models.BooleanField(
-        default=False, editable=False, help_text="whole studies, series and instances, not only the viewer"
-    )
-    created_at = models.DateTimeField("created", default=timezone.now, editable=False)
-    expires_at = models.DateTimeField("expires", editable=False)
-    revoked_at = models.DateTimeField("revoked", null=True, blank=True, editable=False)
-
-    objects = ShareManager()
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["owner", "-created_at"], name="share_owner_created")]
-
-    def __str__(self) -> str:
-        return f"shared link #{self.pk} of {self.study_uid}"
-
-    @property
-    def credential(self) -> str:
-        """How audit rows name accesses through this share."""
-        return f"share:{self.pk}"
-
-    @property
-    def is_expired(self) -> bool:
-        return self.expires_at <= timezone.now()
-
-    @property
-    def status(self) -> str:
-        if self.revoked_at is not None:
-            return "revoked"
-        return "expired" if self.is_expired else "active"

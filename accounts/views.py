@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
@@ -13,9 +13,10 @@ from accounts.forms import TokenForm
 from accounts.models import AccessToken
 from accounts.permissions import has_perm
 from core import roles
+from core.authenticated import AuthenticatedRequest
 
 
-def require_token_role(request: HttpRequest) -> None:
+def require_token_role(request: AuthenticatedRequest) -> None:
     # Tokens read studies at least: clinicians and up.
     if not has_perm(request.user, roles.READ_STUDIES):
         raise PermissionDenied("your role does not allow access tokens")
@@ -23,9 +24,9 @@ def require_token_role(request: HttpRequest) -> None:
 
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
-def token_list(request: HttpRequest) -> HttpResponse:
+def token_list(request: AuthenticatedRequest) -> HttpResponse:
     require_token_role(request)
-    form = TokenForm(request.user, request.POST if request.method == "POST" else None)  # type: ignore[arg-type]
+    form = TokenForm(request.user, request.POST if request.method == "POST" else None)
     created: AccessToken | None = None
     secret = ""
     status = 200
@@ -34,7 +35,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
             created, secret = tokens.create(
                 request, form.cleaned_data["name"], form.cleaned_data["scope"], form.cleaned_data["days"]
             )
-            form = TokenForm(request.user)  # type: ignore[arg-type]
+            form = TokenForm(request.user)
             status = 201
         else:
             status = 400
@@ -50,8 +51,8 @@ def token_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+def token_revoke(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     require_token_role(request)
     token = get_object_or_404(AccessToken, pk=pk, user=request.user)
-    tokens.revoke(request, token)
+    token.revoke(request)
     return redirect("accounts:tokens")

@@ -5,8 +5,6 @@ from django.apps import AppConfig
 
 class PortalConfig(AppConfig):
     name = "pacsportal"
-    # `pacsportal` is the accounts app's label (where the roles were first created).
-    label = "portal"
     verbose_name = "PACS portal"
 
     def ready(self) -> None:

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "axes",
     "revproxy",
     "accounts",
+    "shares",
     "orthanc",
     "pacsportal",
     "proxy",
@@ -96,7 +97,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "pacsportal.security.SessionIdleTimeoutMiddleware",
     # Django's LoginRequiredMiddleware, and a shared link's visitor confined to the viewer.
-    "accounts.middleware.LoginRequiredMiddleware",
+    "shares.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -255,7 +256,7 @@ BASIC_AUTH_CACHE_SECONDS = env_int("BASIC_AUTH_CACHE_SECONDS", 300, maximum=3600
 AUTH_PASSWORD_VALIDATORS.append({"NAME": "accounts.validators.NotATokenValidator"})
 # --- end of the API clients block ---
 
-# --- Shared links: one study, read-only, expiring (accounts/shares.py, proxy/shares.py) ---
+# --- Shared links: one study, read-only, expiring (shares/) ---
 # Days a new link lasts unless its owner picks fewer, and the most they may pick.
 SHARE_DEFAULT_DAYS = env_int("SHARE_DEFAULT_DAYS", 7, minimum=1)
 SHARE_MAX_DAYS = env_int("SHARE_MAX_DAYS", 30, minimum=1)

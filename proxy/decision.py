@@ -24,8 +24,9 @@ from django.http import HttpRequest
 from accounts.authentication import ANONYMOUS, AmbiguousCredentials, BadCredentials, Identity, identify
 from core.clientip import client_ip
 from orthanc.lookups import LookupFailed
-from proxy import origin, paths, query, rules, shares, subjects
+from proxy import origin, paths, query, rules, subjects
 from proxy.subjects import Subject
+from shares import confinement
 
 
 class NotAsked(ValueError):
@@ -184,8 +185,8 @@ def decide(asked: Asked, body: Any = None) -> Decision:
         return refuse(verdict, 400, str(error))
     scope = None
     if identity.share is not None:
-        scope = shares.Scope(identity.share.study_uid, identity.share.allow_download)
-        confined = shares.confine(scope, mount, method, clean_path, clean_query)
+        scope = confinement.Scope(identity.share.study_uid, identity.share.allow_download)
+        confined = confinement.confine(scope, mount, method, clean_path, clean_query)
         if isinstance(confined, rules.Refusal):
             return refuse(verdict, confined.status, confined.reason)
         clean_path, clean_query = confined.path, confined.query
@@ -208,7 +209,7 @@ def decide(asked: Asked, body: Any = None) -> Decision:
     except LookupFailed:
         return refuse(verdict, 503, "the archive could not say whose data this is, so it was not served")
     if scope is not None:
-        refusal = shares.check_subject(scope, subject)
+        refusal = confinement.check_subject(scope, subject)
         if refusal is not None:
             return refuse(dataclasses.replace(verdict, subject=subject), refusal.status, refusal.reason)
     return dataclasses.replace(verdict, subject=subject)

@@ -60,15 +60,16 @@ def forbidden(request: HttpRequest) -> HttpResponse:
 
 def upstream_failure(request: HttpRequest, error: urllib3.exceptions.HTTPError) -> HttpResponse:
     """Orthanc down is a 502, Orthanc too slow a 504, no free connection a 503."""
+    cause: Exception = error
     if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
-        error = error.reason
-    if isinstance(error, urllib3.exceptions.EmptyPoolError):
-        logger.warning("no free connection to Orthanc: %s", error)
+        cause = error.reason
+    if isinstance(cause, urllib3.exceptions.EmptyPoolError):
+        logger.warning("no free connection to Orthanc: %s", cause)
         return response(request, 503, "the archive is busy; try again")
-    if isinstance(error, urllib3.exceptions.ReadTimeoutError):
-        logger.warning("Orthanc timed out: %s", error)
+    if isinstance(cause, urllib3.exceptions.ReadTimeoutError):
+        logger.warning("Orthanc timed out: %s", cause)
         return response(request, 504, "the archive did not answer in time")
-    logger.error("Orthanc unreachable: %s", error)
+    logger.error("Orthanc unreachable: %s", cause)
     return response(request, 502, "the archive is not reachable")
 
 

@@ -201,6 +201,23 @@ def start_portal(
     **extra: str,
 ) -> LivePortal:
     """The portal under gunicorn with its own database and the named users of ROLE_USERS."""
+    portal = new_portal(name, upstream_url, orthanc, postgres, **extra)
+    portal.manage("migrate", "--noinput", "-v0")
+    portal.manage("collectstatic", "--noinput", "-v0")
+    portal.manage("ensure_admin")
+    portal.passwords["root"] = portal.env["PORTAL_ADMIN_PASSWORD"]
+    for username, groups in ROLE_USERS.items():
+        portal.add_user(username, *groups)
+    if TEST_DOOR == "nginx" or front:
+        start_front(portal, orthanc)
+    portal.start()
+    return portal
+
+
+def new_portal(
+    name: str, upstream_url: str, orthanc: OrthancServer, postgres: PostgresCluster | None, **extra: str
+) -> LivePortal:
+    """A portal configured as `make run` configures it, with a new empty database; not set up."""
     work_dir = Path(tempfile.mkdtemp(prefix=f"pacsportal-{name}-"))
     database_url = postgres.create_database(name) if postgres else f"sqlite:///{work_dir}/portal.sqlite3"
     env = {
@@ -220,17 +237,7 @@ def start_portal(
         "AXES_FAILURE_LIMIT": "3",
         **extra,
     }
-    portal = LivePortal(env=env, work_dir=work_dir)
-    portal.manage("migrate", "--noinput", "-v0")
-    portal.manage("collectstatic", "--noinput", "-v0")
-    portal.manage("ensure_admin")
-    portal.passwords["root"] = env["PORTAL_ADMIN_PASSWORD"]
-    for username, groups in ROLE_USERS.items():
-        portal.add_user(username, *groups)
-    if TEST_DOOR == "nginx" or front:
-        start_front(portal, orthanc)
-    portal.start()
-    return portal
+    return LivePortal(env=env, work_dir=work_dir)
 
 
 @pytest.fixture(scope="session")

@@ -136,6 +136,8 @@ class LivePortal:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     passwords: dict[str, str] = field(default_factory=dict)
+    # The checkout it runs from: another one for an upgrade from an older release.
+    repo: Path = REPO
 
     @property
     def url(self) -> str:
@@ -154,7 +156,7 @@ class LivePortal:
     def manage(self, *args: str, stdin: str | None = None) -> str:
         result = subprocess.run(
             [sys.executable, "manage.py", *args],
-            cwd=REPO,
+            cwd=self.repo,
             env=self.env,
             input=stdin,
             capture_output=True,
@@ -177,7 +179,7 @@ class LivePortal:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "pacsportal.wsgi"],
-                cwd=REPO,
+                cwd=self.repo,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -14,11 +14,11 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, Group, User
 
 from accounts.authentication import ANONYMOUS, Identity
-from accounts.models import Share
 from devstack.orthanc_server import OrthancServer
 from orthanc import demo
 from proxy import rules
 from proxy.decision import Asked, Decision, decide
+from shares.models import Share
 
 pytestmark = [pytest.mark.orthanc, pytest.mark.django_db]
 

@@ -354,6 +354,8 @@ def test_it_leaves_data_and_secrets_out_of_the_image(tmp_path: Path) -> None:
     # ...and everything the image runs, down to the viewer's pin and the templates.
     needed = ["manage.py", "gunicorn.conf.py", "requirements.txt", "viewer/ohif.json", "deploy/entrypoint.sh"]
     needed += ["deploy/healthcheck.py", "pacsportal/settings.py", "templates/home.html", "audit/models.py"]
+    needed += ["shares/models.py", "shares/templates/shares/landing.html"]
+    needed += ["accounts/templates/accounts/tokens.html"]
     assert set(needed) <= context, sorted(set(needed) - context)
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from tests.services import REPO
 
-APPS = ["accounts", "audit", "core", "orthanc", "proxy", "viewer"]
+APPS = ["accounts", "audit", "core", "orthanc", "proxy", "shares", "viewer"]
 # The packages above the ground floor: core/ and audit/ import none of them.
-ABOVE = ["accounts", "orthanc", "pacsportal", "proxy", "viewer"]
+ABOVE = ["accounts", "orthanc", "pacsportal", "proxy", "shares", "viewer"]
 # What the image runs: the apps and the project package.
 RUNTIME = [*APPS, "pacsportal"]
 LOCAL_STACK = "devstack"
@@ -59,7 +59,7 @@ def test_it_never_imports_upwards_from_the_ground_floor(package: str, below: lis
     assert not upwards
 
 
-@pytest.mark.parametrize("app", ["accounts", "audit", "core", "pacsportal", "proxy", "viewer"])
+@pytest.mark.parametrize("app", ["accounts", "audit", "core", "pacsportal", "proxy", "shares", "viewer"])
 def test_it_opens_connections_to_orthanc_only_from_the_orthanc_package(app: str) -> None:
     found = set()
     for path in modules(app):

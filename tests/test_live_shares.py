@@ -257,7 +257,7 @@ def expire(portal: LivePortal, owner: str, share_id: int) -> None:
     shell(
         portal,
         "from datetime import timedelta; from django.utils import timezone; "
-        "from accounts.models import Share; "
+        "from shares.models import Share; "
         f"Share.objects.filter(pk={share_id}).update(expires_at=timezone.now() - timedelta(seconds=1))",
     )
 
@@ -314,7 +314,7 @@ def test_it_says_so_clearly_for_an_unknown_link_and_a_study_no_longer_in_the_arc
     out = live_portal.manage(
         "shell",
         "-c",
-        "from django.contrib.auth.models import User; from accounts.models import Share; "
+        "from django.contrib.auth.models import User; from shares.models import Share; "
         f"print(Share.objects.issue(User.objects.get(username='alice'), '{study_uid}', 1)[1])",
     )
     secret = out.strip().splitlines()[-1]
@@ -364,7 +364,7 @@ def test_it_limits_how_many_links_a_user_creates_per_hour(live_portal: LivePorta
     live_portal.add_user("share-busy", "clinician")
     shell(
         live_portal,
-        "from django.contrib.auth.models import User; from accounts.models import Share; "
+        "from django.contrib.auth.models import User; from shares.models import Share; "
         "u = User.objects.get(username='share-busy'); "
         f"[Share.objects.issue(u, '{STUDY}', 1) for _ in range(20)]",
     )

@@ -234,7 +234,7 @@ def test_it_never_writes_a_tokens_secret_to_a_page_log_or_audit_row(live_portal:
     assert secret not in live_portal.log_path.read_text()
     assert all(secret not in repr(row) for row in live_portal.audit_events())
     root = live_portal.login("root")
-    admin = root.get(f"{live_portal.url}/admin/pacsportal/accesstoken/", timeout=10).text
+    admin = root.get(f"{live_portal.url}/admin/accounts/accesstoken/", timeout=10).text
     assert name in admin and secret not in admin
 
 

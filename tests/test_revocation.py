@@ -21,7 +21,7 @@ from django.contrib.auth.models import Group, Permission, User
 from django.test import Client
 
 from accounts import revocation
-from accounts.models import AccessToken, Scope
+from accounts.models import AccessToken, TokenScope
 from accounts.revocation import forget_cached
 from pacsportal.localenv import native_decision_cache
 from tests.services import REPO
@@ -124,7 +124,7 @@ def test_a_change_to_what_decisions_read_empties_the_cache(
     permission = Permission.objects.get(codename="read_studies")
     if change == "group removed":
         user.groups.add(clinician)
-    token, _ = AccessToken.objects.issue(user, "t", Scope.READ, days=1)
+    token, _ = AccessToken.objects.issue(user, "t", TokenScope.READ, days=1)
 
     def password() -> None:
         user.set_password("another long password 42")

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from accounts.share_views import OPEN_FAILURES, OPEN_WINDOW, open_throttle
 from devstack.orthanc_server import OrthancServer
+from shares.views import OPEN_FAILURES, OPEN_WINDOW, open_throttle
 from tests.conftest import start_portal
 from tests.services import LivePortal, PostgresCluster
 from tests.test_live_shares import create_share

@@ -11,10 +11,11 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.utils import timezone
 
-from accounts import permissions, shares
-from accounts.models import Share
+from accounts import permissions
 from audit.models import Action, AuditEvent
 from audit.templatetags.audit_labels import credential_label, via_share
+from shares import links
+from shares.models import Share
 
 pytestmark = pytest.mark.django_db
 STUDY = "1.2.826.0.1.3680043.8.498.1"
@@ -30,8 +31,8 @@ def make_user(username: str, *groups: str, **extra: bool) -> User:
 def visiting(client: Client, share: Share, minutes: float = 60) -> Client:
     """The client's session as /share/open/ leaves it: the share's id, and when the visit ends."""
     session = client.session
-    session[shares.SESSION_SHARE] = share.pk
-    session[shares.SESSION_UNTIL] = time.time() + minutes * 60
+    session[links.SESSION_SHARE] = share.pk
+    session[links.SESSION_UNTIL] = time.time() + minutes * 60
     session.save()
     assert session.session_key is not None  # saved, so it has one
     client.cookies["sessionid"] = session.session_key
@@ -54,9 +55,9 @@ def test_it_stores_only_the_digest_and_finds_a_share_by_its_secret() -> None:
 
 def test_it_gives_sharing_to_clinicians_uploaders_and_pacs_admins_only() -> None:
     for group in ("clinician", "uploader", "pacs-admin"):
-        assert shares.can_share(make_user(f"u-{group}", group))
-    assert not shares.can_share(make_user("auditor", "auditor"))
-    assert not shares.can_share(make_user("nobody"))
+        assert links.can_share(make_user(f"u-{group}", group))
+    assert not links.can_share(make_user("auditor", "auditor"))
+    assert not links.can_share(make_user("nobody"))
 
 
 @pytest.mark.parametrize(
@@ -146,10 +147,10 @@ def test_it_revokes_only_ones_own_shares_and_audits_it(client: Client) -> None:
 def test_it_lets_admins_revoke_any_share_in_django_admin(client: Client) -> None:
     share, _ = Share.objects.issue(make_user("alice", "clinician"), STUDY, 7)
     client.force_login(make_user("root", is_staff=True, is_superuser=True))
-    listing = client.get("/admin/pacsportal/share/")
+    listing = client.get("/admin/shares/share/")
     assert listing.status_code == 200 and STUDY.encode() in listing.content
     response = client.post(
-        "/admin/pacsportal/share/", {"action": "revoke", "_selected_action": [share.pk]}, follow=True
+        "/admin/shares/share/", {"action": "revoke", "_selected_action": [share.pk]}, follow=True
     )
     assert response.status_code == 200
     share.refresh_from_db()

@@ -1,4 +1,4 @@
-"""Share rules (proxy/shares.py), driven directly: pure functions, no database, no Orthanc."""
+"""Share rules (shares/confinement.py), driven directly: pure functions, no database, no Orthanc."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 
 from proxy import query
 from proxy.rules import Refusal
-from proxy.shares import Confined, Scope, check_subject, confine
 from proxy.subjects import Subject
+from shares.confinement import Confined, Scope, check_subject, confine
 
 SHARED = "1.2.826.0.1.3680043.8.498.1"
 OTHER = "1.2.826.0.1.3680043.8.498.2"

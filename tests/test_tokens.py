@@ -24,7 +24,7 @@ from pytest_django.fixtures import DjangoAssertNumQueries
 from accounts import authentication, permissions
 from accounts.authentication import BadCredentials, identify, remembered_passwords
 from accounts.forms import TokenForm
-from accounts.models import AccessToken, Scope, scopes_for
+from accounts.models import AccessToken, TokenScope, scopes_for
 from audit.models import Action, AuditEvent
 from core import roles
 
@@ -56,7 +56,7 @@ def basic(username: str, password: str) -> str:
 
 def test_it_stores_only_the_digest_of_a_new_token() -> None:
     alice = make_user("alice", "clinician")
-    token, secret = AccessToken.objects.issue(alice, "laptop", Scope.READ, 90)
+    token, secret = AccessToken.objects.issue(alice, "laptop", TokenScope.READ, 90)
     assert TOKEN_SHAPE.fullmatch(secret)
     assert token.digest == hashlib.sha256(secret.encode()).hexdigest()
     stored = AccessToken.objects.filter(pk=token.pk).values().get()
@@ -66,7 +66,7 @@ def test_it_stores_only_the_digest_of_a_new_token() -> None:
 
 def test_it_finds_a_token_by_its_secret_and_nothing_by_anything_else() -> None:
     alice = make_user("alice", "clinician")
-    token, secret = AccessToken.objects.issue(alice, "laptop", Scope.READ, 90)
+    token, secret = AccessToken.objects.issue(alice, "laptop", TokenScope.READ, 90)
     assert AccessToken.objects.for_secret(secret) == token
     assert AccessToken.objects.for_secret(secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
     assert AccessToken.objects.for_secret(secret + "x") is None
@@ -75,7 +75,7 @@ def test_it_finds_a_token_by_its_secret_and_nothing_by_anything_else() -> None:
 
 def test_it_identifies_a_token_as_bearer_and_as_the_basic_password_of_its_owner() -> None:
     alice = make_user("alice", "clinician")
-    _, secret = AccessToken.objects.issue(alice, "laptop", Scope.READ, 90)
+    _, secret = AccessToken.objects.issue(alice, "laptop", TokenScope.READ, 90)
     for authorization in (f"Bearer {secret}", f"bearer  {secret} ", basic("alice", secret)):
         identity = identify(api_request(authorization))
         assert identity.user == alice
@@ -86,7 +86,7 @@ def test_it_identifies_a_token_as_bearer_and_as_the_basic_password_of_its_owner(
 def test_it_refuses_a_token_sent_with_another_users_name() -> None:
     alice = make_user("alice", "clinician")
     make_user("bob", "uploader")
-    _, secret = AccessToken.objects.issue(alice, "laptop", Scope.READ, 90)
+    _, secret = AccessToken.objects.issue(alice, "laptop", TokenScope.READ, 90)
     with pytest.raises(BadCredentials, match="owner"):
         identify(api_request(basic("bob", secret)))
 
@@ -94,7 +94,7 @@ def test_it_refuses_a_token_sent_with_another_users_name() -> None:
 @pytest.mark.parametrize("change", ["revoked", "expired", "owner deactivated", "owner deleted", "unknown"])
 def test_it_refuses_a_token_that_is_no_longer_valid(change: str) -> None:
     alice = make_user("alice", "clinician")
-    token, secret = AccessToken.objects.issue(alice, "laptop", Scope.READ, 90)
+    token, secret = AccessToken.objects.issue(alice, "laptop", TokenScope.READ, 90)
     if change == "revoked":
         AccessToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
     elif change == "expired":
@@ -113,19 +113,19 @@ def test_it_narrows_a_token_to_its_scope_whatever_the_owner_may_do() -> None:
     carol = make_user("carol", "pacs-admin")
     root = make_user("root", is_superuser=True)
     for owner in (carol, root):
-        _, read_only = AccessToken.objects.issue(owner, "read", Scope.READ, 30)
+        _, read_only = AccessToken.objects.issue(owner, "read", TokenScope.READ, 30)
         identity = identify(api_request(f"Bearer {read_only}"))
         assert identity.can(roles.READ_STUDIES)
         assert not identity.can(roles.STORE_STUDIES)
         assert not identity.can(roles.ADMINISTER_PACS)
         assert not identity.can(roles.READ_AUDIT)
-        _, admin = AccessToken.objects.issue(owner, "admin", Scope.ADMIN, 30)
+        _, admin = AccessToken.objects.issue(owner, "admin", TokenScope.ADMIN, 30)
         assert identify(api_request(f"Bearer {admin}")).can(roles.ADMINISTER_PACS)
 
 
 def test_it_narrows_a_token_to_what_its_owner_may_do_now() -> None:
     bob = make_user("bob", "uploader")
-    _, secret = AccessToken.objects.issue(bob, "uploads", Scope.STORE, 30)
+    _, secret = AccessToken.objects.issue(bob, "uploads", TokenScope.STORE, 30)
     assert identify(api_request(f"Bearer {secret}")).can(roles.STORE_STUDIES)
     bob.groups.set(Group.objects.filter(name="clinician"))
     permissions._permissions.clear()  # group changes reach a worker within PERMISSION_TTL
@@ -135,9 +135,13 @@ def test_it_narrows_a_token_to_what_its_owner_may_do_now() -> None:
 
 
 def test_it_offers_the_scopes_within_a_role() -> None:
-    assert scopes_for(make_user("alice", "clinician")) == [Scope.READ]
-    assert scopes_for(make_user("bob", "uploader")) == [Scope.READ, Scope.STORE]
-    assert scopes_for(make_user("carol", "pacs-admin")) == [Scope.READ, Scope.STORE, Scope.ADMIN]
+    assert scopes_for(make_user("alice", "clinician")) == [TokenScope.READ]
+    assert scopes_for(make_user("bob", "uploader")) == [TokenScope.READ, TokenScope.STORE]
+    assert scopes_for(make_user("carol", "pacs-admin")) == [
+        TokenScope.READ,
+        TokenScope.STORE,
+        TokenScope.ADMIN,
+    ]
     assert scopes_for(make_user("dave", "auditor")) == []
 
 
@@ -145,7 +149,7 @@ def test_it_records_a_tokens_use_at_most_once_a_minute(
     django_assert_num_queries: DjangoAssertNumQueries,
 ) -> None:
     alice = make_user("alice", "clinician")
-    token, secret = AccessToken.objects.issue(alice, "laptop", Scope.READ, 90)
+    token, secret = AccessToken.objects.issue(alice, "laptop", TokenScope.READ, 90)
     identify(api_request(f"Bearer {secret}"))
     token.refresh_from_db()
     assert token.last_used_at is not None
@@ -311,7 +315,7 @@ def test_it_refuses_passwords_that_look_like_tokens() -> None:
 def test_it_limits_names_and_expiry_in_the_form(settings: Any) -> None:
     settings.ACCESS_TOKEN_MAX_DAYS = 30
     alice = make_user("alice", "clinician")
-    AccessToken.objects.issue(alice, "laptop", Scope.READ, 10)
+    AccessToken.objects.issue(alice, "laptop", TokenScope.READ, 10)
     cases = {
         "laptop": {"name": ["You already have a token with this name; revoke it or pick another."]},
         "bad<name>": {"name": ["Use letters, digits, spaces and . @ + - _ only."]},
@@ -366,7 +370,7 @@ def test_it_keeps_the_token_page_to_roles_that_read_studies(client: Client) -> N
 
 def test_it_revokes_only_the_users_own_tokens(client: Client) -> None:
     alice, bob = make_user("alice", "clinician"), make_user("bob", "uploader")
-    token, _ = AccessToken.objects.issue(alice, "laptop", Scope.READ, 90)
+    token, _ = AccessToken.objects.issue(alice, "laptop", TokenScope.READ, 90)
     client.force_login(bob)
     assert client.post(f"/accounts/tokens/{token.pk}/revoke/").status_code == 404
     assert client.get(f"/accounts/tokens/{token.pk}/revoke/").status_code == 405
@@ -376,16 +380,16 @@ def test_it_revokes_only_the_users_own_tokens(client: Client) -> None:
 
 def test_it_lets_admins_see_and_revoke_every_token_without_the_secret(client: Client) -> None:
     alice = make_user("alice", "clinician")
-    token, secret = AccessToken.objects.issue(alice, "laptop", Scope.READ, 90)
+    token, secret = AccessToken.objects.issue(alice, "laptop", TokenScope.READ, 90)
     client.force_login(make_user("root", is_superuser=True, is_staff=True))
-    listing = client.get("/admin/pacsportal/accesstoken/")
+    listing = client.get("/admin/accounts/accesstoken/")
     assert listing.status_code == 200
     assert "laptop" in listing.content.decode()
-    detail = client.get(f"/admin/pacsportal/accesstoken/{token.pk}/change/").content.decode()
+    detail = client.get(f"/admin/accounts/accesstoken/{token.pk}/change/").content.decode()
     assert secret not in detail and token.digest not in detail
-    assert client.get("/admin/pacsportal/accesstoken/add/").status_code == 403
+    assert client.get("/admin/accounts/accesstoken/add/").status_code == 403
     revoked = client.post(
-        "/admin/pacsportal/accesstoken/", {"action": "revoke", "_selected_action": [token.pk]}
+        "/admin/accounts/accesstoken/", {"action": "revoke", "_selected_action": [token.pk]}
     )
     assert revoked.status_code == 302
     token.refresh_from_db()
@@ -397,6 +401,6 @@ def test_it_lets_admins_see_and_revoke_every_token_without_the_secret(client: Cl
 
 def test_it_never_accepts_a_token_for_the_portals_pages(client: Client) -> None:
     alice = make_user("alice", "clinician")
-    _, secret = AccessToken.objects.issue(alice, "laptop", Scope.READ, 90)
+    _, secret = AccessToken.objects.issue(alice, "laptop", TokenScope.READ, 90)
     response = client.get("/accounts/tokens/", HTTP_AUTHORIZATION=f"Bearer {secret}")
     assert response.status_code == 302

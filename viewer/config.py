@@ -16,8 +16,8 @@ from django.shortcuts import resolve_url
 from django.urls import reverse
 
 from accounts.permissions import has_perm
-from accounts.shares import visit_of
 from core.roles import STORE_STUDIES
+from shares.links import visit_of
 
 VIEWER_ROUTES = ("viewer", "segmentation", "tmtv", "microscopy", "dynamic-volume", "usAnnotation", "basic")
 PORTAL_SCRIPT = Path(__file__).with_name("portal.js")

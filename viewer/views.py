@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from accounts.middleware import share_visitors_allowed
+from shares.middleware import share_visitors_allowed
 from viewer import bundle
 from viewer.config import app_config_js
 

@@ -4,6 +4,8 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+    # Applied under the app's first label: see 0005_relabel.
+    replaces = [("pacsportal", "0001_initial")]
     initial = True
 
     dependencies = []

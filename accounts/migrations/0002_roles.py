@@ -45,8 +45,10 @@ def remove_roles(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
+    # Applied under the app's first label: see 0005_relabel.
+    replaces = [("pacsportal", "0002_roles")]
     dependencies = [
-        ("pacsportal", "0001_initial"),
+        ("accounts", "0001_initial"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
     ]

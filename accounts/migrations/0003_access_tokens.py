@@ -7,8 +7,10 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+    # Applied under the app's first label: see 0005_relabel.
+    replaces = [("pacsportal", "0003_access_tokens")]
     dependencies = [
-        ("pacsportal", "0002_roles"),
+        ("accounts", "0002_roles"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -73,6 +75,8 @@ class Migration(migrations.Migration):
                 ),
             ],
             options={
+                # The table's name under the app's first label; 0005_relabel renames it.
+                "db_table": "pacsportal_accesstoken",
                 "ordering": ["-created_at", "-id"],
                 "constraints": [
                     models.UniqueConstraint(

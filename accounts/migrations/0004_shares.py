@@ -32,8 +32,10 @@ def revoke_sharing(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
+    # Applied under the app's first label: see 0005_relabel.
+    replaces = [("pacsportal", "0004_shares")]
     dependencies = [
-        ("pacsportal", "0003_access_tokens"),
+        ("accounts", "0003_access_tokens"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -105,6 +107,8 @@ class Migration(migrations.Migration):
                 ),
             ],
             options={
+                # The table's name under the app's first label; 0005_relabel renames it.
+                "db_table": "pacsportal_share",
                 "ordering": ["-created_at", "-id"],
                 "indexes": [models.Index(fields=["owner", "-created_at"], name="share_owner_created")],
             },

@@ -1,4 +1,4 @@
-"""Shared links: create and revoke them, open one (its secret exchanged for a visitor's
+"""Shared links: create them (`Share.revoke` revokes one), open one (its secret exchanged for a visitor's
 session), and the visit a request carries.
 
 A visitor's session holds only the share's id and when the visit ends: no user
@@ -15,24 +15,24 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.http import HttpRequest
 from django.middleware.csrf import rotate_token
 from django.utils import timezone
 
 from accounts.fastauth import ModelBackend
-from accounts.models import Share
 from accounts.permissions import has_perm
 from audit.models import Action, AuditEvent
 from core import roles
+from core.authenticated import AuthenticatedRequest
 from core.clientip import client_ip
+from shares.models import Share
 
 SESSION_SHARE = "portal_share"
 SESSION_UNTIL = "portal_share_until"
 # What a share's visitor may do at most: read (the decision narrows it to the one study).
-SCOPE = frozenset({roles.READ_STUDIES})
-_NOT_LOOKED_UP = object()
+VISITOR_PERMISSIONS = frozenset({roles.READ_STUDIES})
 
 UNKNOWN = "This link is not valid: it may have been mistyped or cut short."
 REVOKED = "This link was revoked by the person who shared it."
@@ -47,15 +47,15 @@ class Visit:
     """A request from a share's visitor: the share and its owner, or why the visit has ended."""
 
     share: Share | None
-    owner: AbstractBaseUser | None
+    owner: User | None
     ended: str = ""
 
 
-def can_share(user: AbstractBaseUser) -> bool:
+def can_share(user: User) -> bool:
     return has_perm(user, roles.SHARE_STUDIES) and has_perm(user, roles.READ_STUDIES)
 
 
-def problem_with(share: Share | None) -> tuple[str, AbstractBaseUser | None]:
+def problem_with(share: Share | None) -> tuple[str, User | None]:
     """Why the share cannot be used now ('' if it can), and its owner, loaded afresh."""
     if share is None:
         return UNKNOWN, None
@@ -72,31 +72,29 @@ def problem_with(share: Share | None) -> tuple[str, AbstractBaseUser | None]:
 def visit_of(request: HttpRequest) -> Visit | None:
     """The visit this request's session carries; None if it is not a share's visitor.
 
-    Looked up once per request (the middleware and the decision both ask).
+    Read afresh each time it is asked (the middleware, then the decision): a link
+    revoked in between is refused by the later reading.
     """
-    found = getattr(request, "_share_visit", _NOT_LOOKED_UP)
-    if found is not _NOT_LOOKED_UP:
-        return found  # type: ignore[return-value]
-    visit: Visit | None = None
     session = getattr(request, "session", None)
-    share_id = session.get(SESSION_SHARE) if session is not None else None
-    if share_id is not None and "_auth_user_id" not in session:  # type: ignore[operator]
-        share = Share.objects.filter(pk=share_id).first()
-        ended, owner = problem_with(share)
-        if not ended and session.get(SESSION_UNTIL, 0) <= time.time():  # type: ignore[union-attr]
-            ended, owner = VISIT_OVER, None
-        visit = Visit(share, owner, ended)
-    request._share_visit = visit  # type: ignore[attr-defined]
-    return visit
+    if session is None or "_auth_user_id" in session:
+        return None
+    share_id = session.get(SESSION_SHARE)
+    if share_id is None:
+        return None
+    share = Share.objects.filter(pk=share_id).first()
+    ended, owner = problem_with(share)
+    if not ended and session.get(SESSION_UNTIL, 0) <= time.time():
+        ended, owner = VISIT_OVER, None
+    return Visit(share, owner, ended)
 
 
 def create(
-    request: HttpRequest, study_uid: str, patient_id: str, days: int, note: str, allow_download: bool
+    request: AuthenticatedRequest, study_uid: str, patient_id: str, days: int, note: str, allow_download: bool
 ) -> tuple[Share, str]:
     """A new share of the study for the request's user, and its secret (to show once, never to store)."""
     with transaction.atomic():
         share, secret = Share.objects.issue(
-            request.user,  # type: ignore[arg-type]
+            request.user,
             study_uid,
             days,
             note=note,
@@ -118,27 +116,11 @@ def create(
     return share, secret
 
 
-def revoke(request: HttpRequest, share: Share) -> bool:
-    """Revoke the share (by its owner, or an admin); False if it already was."""
-    with transaction.atomic():
-        revoked = Share.objects.filter(pk=share.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
-        if revoked:
-            AuditEvent.objects.record(
-                Action.SHARE_REVOKED,
-                request=request,
-                credential="session",
-                status=200,
-                study_uid=share.study_uid,
-                detail=f"shared link #{share.pk} of {share.owner.get_username()}",
-            )
-    return bool(revoked)
-
-
 def record_open(
     request: HttpRequest, share: Share | None, status: int, patient_id: str = "", problem: str = ""
 ) -> None:
     """An attempt to open a link, under the share's owner when the link is known (a throttled
-    address's attempts write one row per throttled window: accounts.share_views)."""
+    address's attempts write one row per throttled window: shares.views)."""
     AuditEvent.objects.record(
         Action.SHARE_OPENED,
         request=request,
@@ -164,8 +146,7 @@ def start_visit(request: HttpRequest, share: Share) -> None:
     request.session[SESSION_SHARE] = share.pk
     request.session[SESSION_UNTIL] = until.timestamp()
     request.session.set_expiry(max(1, int((until - timezone.now()).total_seconds())))
-    request._share_visit = _NOT_LOOKED_UP  # type: ignore[attr-defined]
 
 
-def created_in_the_last_hour(user: AbstractBaseUser) -> int:
+def created_in_the_last_hour(user: User) -> int:
     return Share.objects.created_since(user, timezone.now() - timedelta(hours=1))

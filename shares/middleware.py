@@ -16,8 +16,9 @@ from typing import Any, TypeVar
 from django.contrib.auth import middleware
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.template.response import TemplateResponse
+from django.urls import URLPattern
 
-from accounts.shares import visit_of
+from shares.links import visit_of
 
 View = TypeVar("View", bound=Callable[..., Any])
 CONFINED = "A shared link opens one study in the viewer; the rest of the portal needs an account."
@@ -32,10 +33,18 @@ def share_visitors_allowed(view: View | None = None, *, decides_itself: bool = F
     """
 
     def mark(function: View) -> View:
+        # A mark on the view, as Django's login_not_required makes: functions declare no such attribute.
         function.share_visitors = "decides" if decides_itself else "page"  # type: ignore[attr-defined]
         return function
 
     return mark(view) if view is not None else mark
+
+
+def decided_for_visitors(patterns: list[URLPattern]) -> list[URLPattern]:
+    """Routes a visitor may reach whose views answer an ended visit themselves."""
+    for pattern in patterns:
+        share_visitors_allowed(pattern.callback, decides_itself=True)
+    return patterns
 
 
 def visit_refused(request: HttpRequest, reason: str, status: int = 403) -> HttpResponse:
@@ -51,7 +60,7 @@ class LoginRequiredMiddleware(middleware.LoginRequiredMiddleware):
         self,
         request: HttpRequest,
         view_func: Callable[..., HttpResponseBase],
-        view_args: list[Any],
+        view_args: tuple[Any, ...],
         view_kwargs: dict[str, Any],
     ) -> HttpResponseBase | None:
         if request.user.is_authenticated:

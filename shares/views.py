@@ -19,13 +19,14 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from accounts import shares
-from accounts.forms import ShareForm
-from accounts.middleware import share_visitors_allowed
-from accounts.models import Share, looks_like_share_secret
 from audit.models import Action, AuditEvent
+from core.authenticated import AuthenticatedRequest
 from core.clientip import client_ip
 from orthanc import lookups
+from shares import links
+from shares.forms import ShareForm
+from shares.middleware import share_visitors_allowed
+from shares.models import Share
 
 # Failed opens one address may make in OPEN_WINDOW before all its attempts are refused
 # for OPEN_WINDOW. A person whose link is cut short or revoked tries it a few times;
@@ -36,8 +37,8 @@ OPEN_WINDOW = timedelta(minutes=5)
 THROTTLED = 429
 
 
-def require_share_role(request: HttpRequest) -> None:
-    if not shares.can_share(request.user):  # type: ignore[arg-type]
+def require_share_role(request: AuthenticatedRequest) -> None:
+    if not links.can_share(request.user):
         raise PermissionDenied("your role does not allow sharing studies")
 
 
@@ -48,7 +49,7 @@ def no_store(response: HttpResponse) -> HttpResponse:
 
 @never_cache
 @require_safe
-def share_list(request: HttpRequest) -> HttpResponse:
+def share_list(request: AuthenticatedRequest) -> HttpResponse:
     require_share_role(request)
     context = {"shares": Share.objects.filter(owner=request.user), "per_hour": settings.SHARE_CREATE_PER_HOUR}
     return render(request, "shares/list.html", context)
@@ -56,7 +57,7 @@ def share_list(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
-def share_new(request: HttpRequest) -> HttpResponse:
+def share_new(request: AuthenticatedRequest) -> HttpResponse:
     """The form for one study (the home page's "Share" links here); on success, the link, once."""
     require_share_role(request)
     if request.method != "POST":
@@ -65,7 +66,7 @@ def share_new(request: HttpRequest) -> HttpResponse:
     form = ShareForm(request.POST)
     if not form.is_valid():
         return render(request, "shares/new.html", {"form": form}, status=400)
-    if shares.created_in_the_last_hour(request.user) >= settings.SHARE_CREATE_PER_HOUR:  # type: ignore[arg-type]
+    if links.created_in_the_last_hour(request.user) >= settings.SHARE_CREATE_PER_HOUR:
         form.add_error(
             None,
             f"You have created {settings.SHARE_CREATE_PER_HOUR} links in the last hour; try again later.",
@@ -80,7 +81,7 @@ def share_new(request: HttpRequest) -> HttpResponse:
     if len(found) != 1:
         form.add_error("study", "The archive holds no such study (or holds it under two patients).")
         return render(request, "shares/new.html", {"form": form}, status=400)
-    share, secret = shares.create(
+    share, secret = links.create(
         request,
         study_uid,
         found[0].patient_id,
@@ -95,10 +96,10 @@ def share_new(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def share_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+def share_revoke(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     require_share_role(request)
     share = get_object_or_404(Share, pk=pk, owner=request.user)
-    shares.revoke(request, share)
+    share.revoke(request)
     return redirect("shares")
 
 
@@ -116,7 +117,7 @@ def visit_page(request: HttpRequest, template: str, context: dict[str, object], 
 @never_cache
 @require_safe
 def share_landing(request: HttpRequest) -> HttpResponse:
-    """Where a link points: static/portal/share.js posts the fragment's secret once."""
+    """Where a link points: shares/static/portal/share.js posts the fragment's secret once."""
     return visit_page(request, "shares/landing.html", {}, 200)
 
 
@@ -161,7 +162,7 @@ def throttled(request: HttpRequest, throttle: OpenThrottle, failures: int, now: 
     """The refusal page with its Retry-After; the window's first refusal is recorded, the others not."""
     if throttle.starts:
         window, until = int(OPEN_WINDOW.total_seconds()) // 60, now + OPEN_WINDOW
-        shares.record_open(
+        links.record_open(
             request,
             None,
             THROTTLED,
@@ -196,8 +197,8 @@ def share_open(request: HttpRequest) -> HttpResponse:
     if throttle.refused:
         return throttled(request, throttle, failures, now)
     secret = request.POST.get("secret", "").strip()
-    share = Share.objects.for_secret(secret) if looks_like_share_secret(secret) else None
-    problem, _ = shares.problem_with(share)
+    share = Share.objects.for_secret(secret)
+    problem, _ = links.problem_with(share)
     status = 404 if share is None else 410
     patient_id = ""
     if not problem and share is not None:
@@ -208,15 +209,15 @@ def share_open(request: HttpRequest) -> HttpResponse:
                 request, "shares/ended.html", {"reason": "The archive is not reachable; try again."}, 503
             )
         if len(found) != 1:
-            problem, status = shares.STUDY_GONE, 404
+            problem, status = links.STUDY_GONE, 404
         else:
             patient_id = found[0].patient_id
     if problem:
-        shares.record_open(request, share, status, problem=problem)
+        links.record_open(request, share, status, problem=problem)
         return visit_page(request, "shares/ended.html", {"reason": problem}, status)
     assert share is not None
-    shares.start_visit(request, share)
-    shares.record_open(request, share, 302, patient_id=patient_id)
+    links.start_visit(request, share)
+    links.record_open(request, share, 302, patient_id=patient_id)
     return redirect(viewer_on(share))
 
 
@@ -226,8 +227,8 @@ def share_open(request: HttpRequest) -> HttpResponse:
 @require_safe
 def share_ended(request: HttpRequest) -> HttpResponse:
     """Where the viewer sends a visitor whose /pacs requests are refused: the reason, in words."""
-    visit = shares.visit_of(request)
+    visit = links.visit_of(request)
     if visit is not None and not visit.ended and visit.share is not None:
         return redirect(viewer_on(visit.share))
-    reason = visit.ended if visit is not None else shares.VISIT_OVER
+    reason = visit.ended if visit is not None else links.VISIT_OVER
     return visit_page(request, "shares/ended.html", {"reason": reason}, 410 if visit is not None else 200)

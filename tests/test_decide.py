@@ -18,6 +18,7 @@ from devstack.orthanc_server import OrthancServer
 from orthanc import demo
 from proxy import rules
 from proxy.decision import Asked, Decision, decide
+from shares.links import VISITOR_PERMISSIONS
 from shares.models import Share
 
 pytestmark = [pytest.mark.orthanc, pytest.mark.django_db]
@@ -199,7 +200,7 @@ def test_it_refuses_with_503_when_the_archive_cannot_say_whose_data_it_is(
 
 def share_of(owner: User, study_uid: str, allow_download: bool = False) -> Identity:
     share = Share(id=7, owner=owner, study_uid=study_uid, allow_download=allow_download)
-    return Identity(owner, "share:7", frozenset({"pacsportal.read_studies"}), share=share)
+    return Identity(owner, "share:7", VISITOR_PERMISSIONS, share=share)
 
 
 def test_it_confines_a_shared_link_to_its_study(orthanc: OrthancServer, user_in: Any) -> None:

@@ -41,11 +41,6 @@ urlpatterns = [
         share_visitors_allowed(proxy_nginx.front_decision, decides_itself=True),
         name="front-decision",
     ),
-    path(
-        "_front/refusal",
-        share_visitors_allowed(proxy_nginx.front_refusal_page, decides_itself=True),
-        name="front-refusal",
-    ),
     # Reached, so that the decision refuses a visitor and records it.
     path(
         "pacs-admin/", share_visitors_allowed(proxy_views.pacs_admin, decides_itself=True), name="pacs-admin"

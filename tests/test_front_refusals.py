@@ -9,6 +9,7 @@ answers must be the same: status, body bytes and headers.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import http.client
 import re
 import socket
@@ -27,6 +28,7 @@ from orthanc.server import OrthancServer
 from proxy.nginx import ANSWERED_BY_NGINX
 from tests.conftest import start_portal
 from tests.dicom import stow_body, unique_ct_instance
+from tests.recorder import Recorder
 from tests.services import REPO, LivePortal, PostgresCluster, free_port
 
 STUDY = demo.DEMO_CT_STUDY_UID
@@ -237,6 +239,38 @@ def test_a_read_whose_owner_the_archive_cannot_name_gets_the_same_503_at_both_do
             assert [row["status"] for row in rows] == [503]
     finally:
         portal.stop()
+
+
+@pytest.fixture(scope="module")
+def fronting_a_stand_in(
+    recorder: Recorder, orthanc: OrthancServer, postgres: PostgresCluster | None
+) -> Iterator[LivePortal]:
+    """nginx in front of the recorder, which answers 401 or 403 for a path that names one."""
+    stand_in = dataclasses.replace(orthanc, http_port=recorder.port)
+    portal = start_portal("refusals-stand-in", recorder.url, stand_in, postgres, front=True)
+    yield portal
+    portal.stop()
+
+
+@pytest.mark.parametrize("accept", ["application/json", "text/html"])
+@pytest.mark.parametrize(("said", "status"), [("unauthorized", 502), ("forbidden", 403)])
+def test_nginx_words_orthancs_own_401_and_403_as_the_django_door_does(
+    fronting_a_stand_in: LivePortal, accept: str, said: str, status: int
+) -> None:
+    """In nginx's own fixed words, with its archive answers' headers (not Django's middlewares').
+
+    An intercepted 401's WWW-Authenticate (Orthanc's realm) nginx passes on itself, as it
+    did before: stock nginx has no way to drop it.
+    """
+    portal = fronting_a_stand_in
+    path = f"/pacs/dicom-web/studies?PatientName={said}"
+    headers = {"Accept": accept, "Authorization": basic(portal, "alice")}
+    nginx = through_nginx(portal, "GET", path, headers, b"")
+    django = django_door(portal, "GET", path, headers, b"")
+    assert (nginx.status, nginx.body) == (django.status, django.body)
+    assert nginx.status == status
+    for name in ("content-type", "cache-control"):
+        assert nginx.headers[name] == django.headers[name], name
 
 
 # Every status a refusal can be made with: the decision's rules, the subject's, a share's,

@@ -31,6 +31,7 @@ from tests.dicom import stow_body, unique_ct_instance
 from tests.recorder import Recorder
 from tests.services import REPO, LivePortal, PostgresCluster, free_port
 
+pytestmark = pytest.mark.live
 STUDY = demo.DEMO_CT_STUDY_UID
 # Sent by nginx and gunicorn on every answer, or by one of them only for its own reasons.
 TRANSPORT = {"server", "date", "connection", "keep-alive", "transfer-encoding"}

@@ -35,7 +35,6 @@ urlpatterns = [
             path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
             path("pacs/<path:path>", proxy_views.pacs, name="pacs"),
             path("_front/decide/<str:mount>", proxy_nginx.front_decision, name="front-decision"),
-            path("_front/refusal", proxy_nginx.front_refusal_page, name="front-refusal"),
             path("pacs-admin/", proxy_views.pacs_admin, name="pacs-admin"),
             path("pacs-admin/<path:path>", proxy_views.pacs_admin, name="pacs-admin-path"),
         ]

@@ -54,8 +54,14 @@ def unauthorized(request: HttpRequest, message: str) -> HttpResponse:
     return answer
 
 
-def forbidden(request: HttpRequest) -> HttpResponse:
-    return response(request, 403, "your account may not do this")
+def refusal(request: HttpRequest, status: int, reason: str, allow: str = "") -> HttpResponse:
+    """A decision's refusal, as both doors answer it (nginx's from this answer's headers)."""
+    if status == 401:
+        return unauthorized(request, reason)
+    answer = response(request, status, reason)
+    if allow:
+        answer["Allow"] = allow
+    return answer
 
 
 def upstream_failure(request: HttpRequest, error: urllib3.exceptions.HTTPError) -> HttpResponse:

@@ -14,7 +14,7 @@ import time
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
@@ -38,8 +38,8 @@ def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
     GET or HEAD, 204 with the path and query Orthanc should be asked for once
     the access is recorded; for a write, 204 and nginx passes the body on to
     the proxy view, which records what it stored. A refusal is recorded here,
-    once, and answered as a bodiless 401 or 403 carrying its real status and
-    reason in headers, which nginx has `front_refusal_page` word.
+    once, and worded as the Django door words it (`front_refusal`): nginx
+    answers it from this answer's headers, without asking again.
     """
     if mount != rules.PACS:
         return HttpResponse(status=403)
@@ -48,18 +48,22 @@ def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
     try:
         asked = of_nginx(request, mount, started)
         decision = decide(asked)
-    except NotAsked:
-        return HttpResponse(status=403)  # the Django door answers the 400
+    except NotAsked as error:
+        return front_refusal(errors.response(request, 400, str(error)))
     except DatabaseError as error:
         logger.error("database unavailable: %s", error)
-        return front_refusal(503, "the portal's database is not available")
+        return front_refusal(errors.response(request, 503, "the portal's database is not available"))
     if not decision.allowed:
-        accesses.record_refusal(asked, decision, decision.status)
-        return front_refusal(decision.status, decision.reason, decision.allow)
+        if decision.status not in ANSWERED_BY_NGINX:
+            return HttpResponse(status=500)  # nginx hands the request to the Django door
+        answer = errors.refusal(request, decision.status, decision.reason, decision.allow)
+        accesses.record_refusal(asked, decision, answer.status_code)
+        return front_refusal(answer)
     if asked.method not in SAFE_METHODS:
         return HttpResponse(status=204)
     if not accesses.record_read(asked, decision):
-        return front_refusal(503, "the access could not be audited, so it was refused")
+        unaudited = errors.response(request, 503, "the access could not be audited, so it was refused")
+        return front_refusal(unaudited)
     response = HttpResponse(status=204)
     response["X-Pacs-Target"] = decision.target
     response["X-Pacs-User"] = f"{decision.identity.user.get_username()} ({decision.identity.credential})"
@@ -81,34 +85,26 @@ def reuse_seconds(identity: Identity, took: float) -> int | None:
     return nginx_cache_seconds(seconds)
 
 
-def front_refusal(status: int, reason: str, allow: str = "") -> HttpResponse:
-    """A refusal for nginx: 401 or 403 (all auth_request passes on), the real status in headers."""
-    response = HttpResponse(status=401 if status == 401 else 403)
-    response["X-Pacs-Status"] = str(status)
-    response["X-Pacs-Reason"] = reason.encode("ascii", "replace").decode()
-    if allow:
-        response["X-Pacs-Allow"] = allow
-    return response
+# The statuses nginx answers a refusal with itself (deploy/nginx/pacsportal.conf.template, its
+# /_front/refused/ locations): `return` takes no status from a variable, so each has its own.
+ANSWERED_BY_NGINX = frozenset({400, 401, 403, 404, 405, 409, 429, 503})
 
 
-@login_not_required
-@never_cache
-def front_refusal_page(request: HttpRequest) -> HttpResponse:
-    """The answer to a refusal nginx met, worded as the Django door words its own.
+def front_refusal(answer: HttpResponseBase) -> HttpResponse:
+    """The Django door's answer to a refusal, as nginx answers it itself.
 
-    Reached only through nginx's internal @pacs_refusal location: either the
-    decision refused (and recorded it), or Orthanc itself answered 401 or 403.
+    auth_request passes on a 401 or a 403 only (and a 401's WWW-Authenticate): the real
+    status and the body travel in X-Pacs-* headers, every other header (Content-Type,
+    Allow, Cache-Control, the middlewares' security headers) as the Django door sends it.
     """
-    status = request.META.get("HTTP_X_PACS_STATUS", "")
-    if not status.isdigit():
-        upstream = request.META.get("HTTP_X_PACS_UPSTREAM_STATUS", "").split(",")[-1].strip()
-        if upstream == "401":
-            return errors.response(request, 502, "the archive refused the portal's service credential")
-        return errors.response(request, 403, "the archive refused the request")
-    code, reason = int(status), request.META.get("HTTP_X_PACS_REASON", "refused")
-    if code == 401:
-        return errors.unauthorized(request, reason)
-    response = errors.response(request, code, reason)
-    if request.META.get("HTTP_X_PACS_ALLOW"):
-        response["Allow"] = request.META["HTTP_X_PACS_ALLOW"]
-    return response
+    body = answer.content if isinstance(answer, HttpResponse) else b""
+    refusal = HttpResponse(status=401 if answer.status_code == 401 else 403)
+    for name, value in answer.items():
+        refusal[name] = value
+    refusal["X-Pacs-Status"] = str(answer.status_code)
+    # A header holds one line: a page's final line break travels as a flag. Its UTF-8
+    # bytes go as they are (latin-1 here is byte for byte), and nginx sends them on so.
+    refusal["X-Pacs-Body"] = body.removesuffix(b"\n")
+    if body.endswith(b"\n"):
+        refusal["X-Pacs-Body-End"] = "newline"
+    return refusal

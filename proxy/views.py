@@ -288,12 +288,7 @@ class OrthancProxyView(ProxyView):
         return body
 
     def refusal(self, request: HttpRequest, decision: Decision) -> HttpResponseBase:
-        if decision.status == 401:
-            return errors.unauthorized(request, decision.reason)
-        response = errors.response(request, decision.status, decision.reason)
-        if decision.allow:
-            response["Allow"] = decision.allow
-        return response
+        return errors.refusal(request, decision.status, decision.reason, decision.allow)
 
     def get_request_headers(self) -> dict[str, str]:
         """An allowlist: the client's credentials, cookies and hop-by-hop or

@@ -231,7 +231,7 @@ def streamed_frame(portal: LivePortal) -> requests.Response:
 
 
 def archive_error_page(portal: LivePortal) -> requests.Response:
-    """Orthanc's own 400 or 404 for a frame the instance lacks, worded by nginx (@archive_*)."""
+    """Orthanc's own 400 or 404 for a frame the instance lacks, worded by nginx (/_front/archive/)."""
     url = f"{portal.url}/pacs/dicom-web/studies/{STUDY}/series/{SERIES}/instances/{sop(portal)}/frames/999"
     alice = ("alice", portal.passwords["alice"])
     return requests.get(url, auth=alice, headers={"Accept": FRAME_ACCEPT}, verify=portal.verify, timeout=30)
@@ -245,7 +245,7 @@ def read_with_a_body(portal: LivePortal) -> requests.Response:
 
 
 def refusal(portal: LivePortal) -> requests.Response:
-    """An anonymous read: refused by the decision, worded by Django through @pacs_refusal."""
+    """An anonymous read: refused and worded by the decision, answered by nginx (/_front/refused/)."""
     return requests.get(f"{portal.url}/pacs/dicom-web/studies", verify=portal.verify, timeout=30)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from django.http import HttpRequest
+from django.utils.encoding import repercent_broken_unicode
 
 from accounts.authentication import ANONYMOUS, AmbiguousCredentials, BadCredentials, Identity, identify
 from core.clientip import client_ip
@@ -74,10 +75,9 @@ def of_nginx(request: HttpRequest, mount: str, started: float) -> Asked:
     if not method or not uri.startswith(prefix):
         raise NotAsked("no request under the mount")
     raw_path, _, query_string = uri.partition("?")
-    try:
-        path = unquote_to_bytes(raw_path[len(prefix) :]).decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise NotAsked("the path is not UTF-8") from error
+    # As Django reads a path it receives (django.core.handlers.wsgi.get_path_info): bytes
+    # that are not UTF-8 stay percent-encoded, and the path rules judge them as the Django door's do.
+    path = repercent_broken_unicode(unquote_to_bytes(raw_path[len(prefix) :])).decode()
     held = as_held(request, method, raw_path, query_string)
     return read(held, mount, path, uri, method, query_string, raw_path, started)
 

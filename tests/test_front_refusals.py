@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import requests
 from django.test import Client
-from devstack.orthanc_server import OrthancServer
 
 from audit.models import AuditEvent
+from devstack.orthanc_server import OrthancServer
 from orthanc import demo
 from proxy.nginx import ANSWERED_BY_NGINX
 from tests.conftest import start_portal
@@ -96,6 +96,7 @@ CASES = {
     "400 dots": Case(400, f"/pacs/dicom-web/studies/.../{STUDY}/metadata", "alice"),
     "400 non-ascii query, html": Case(400, "/pacs/dicom-web/studies?%C3%A9t%C3%A9=1", "alice", headers=HTML),
     "400 non-ascii query, json": Case(400, "/pacs/dicom-web/studies?%C3%A9t%C3%A9=1", "alice"),
+    "400 path not utf-8": Case(400, "/pacs/dicom-web/studies/%FF/metadata", "alice"),
     "400 ambiguous credentials": Case(
         400, "/pacs/dicom-web/studies", headers={"Authorization": "Basic YTpi, Bearer x"}
     ),

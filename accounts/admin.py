@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts.forms import AdminLoginForm
-from accounts.models import AccessToken
+from accounts.models import AccessToken, IssuedSecret
+from core.admin import ReadOnlyAdmin
 
 # Django admin's log-in page checks passwords too: the same username limit as the portal's.
 admin.site.login_form = AdminLoginForm
 
 
+class IssuedSecretAdmin(ReadOnlyAdmin):
+    """Tokens and shared links: every user's, read-only, revocable (each revocation audited);
+    never the secret, which is shown once, to its owner, on the portal's pages."""
+
+    exclude = ["digest"]
+    actions = ["revoke"]
+
+    @admin.display(description="status")
+    def status(self, issued: IssuedSecret) -> str:
+        return issued.status
+
+    @admin.action(description="Revoke the selected %(verbose_name_plural)s")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[IssuedSecret]) -> None:
+        revoked = sum(issued.revoke(request) for issued in queryset.select_related())
+        self.message_user(request, f"Revoked {revoked} {self.opts.verbose_name_plural}.", messages.SUCCESS)
+
+
 @admin.register(AccessToken)
-class AccessTokenAdmin(admin.ModelAdmin):
+class AccessTokenAdmin(IssuedSecretAdmin):
     list_display = [
         "name",
         "user",
@@ -29,7 +45,6 @@ class AccessTokenAdmin(admin.ModelAdmin):
     ]
     list_filter = ["scope", ("revoked_at", admin.EmptyFieldListFilter), "expires_at"]
     search_fields = ["name", "user__username"]
-    exclude = ["digest"]
     readonly_fields = [
         "user",
         "name",
@@ -41,24 +56,3 @@ class AccessTokenAdmin(admin.ModelAdmin):
         "last_used_ip",
     ]
     list_select_related = ["user"]
-    actions = ["revoke"]
-
-    @admin.display(description="status")
-    def status(self, token: AccessToken) -> str:
-        return token.status
-
-    @admin.action(description="Revoke selected tokens")
-    def revoke(self, request: HttpRequest, queryset: QuerySet[AccessToken]) -> None:
-        revoked = sum(token.revoke(request) for token in queryset.select_related("user"))
-        self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        # A token's secret is shown once, to its owner, on the portal's token page.
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Revoked tokens stay, so audit rows naming "token:<name>" can be traced.
-        return False

@@ -59,12 +59,7 @@ class TokenForm(forms.Form):
         assert isinstance(scope_field, forms.ChoiceField)  # declared so below
         scope_field.choices = [(scope.value, scope.label) for scope in allowed]
         scope_field.initial = TokenScope.READ
-        # Read here, not at import time: the limits are settings.
-        days = self.fields["days"]
-        days.initial = settings.ACCESS_TOKEN_DEFAULT_DAYS
-        days.validators.append(MaxValueValidator(settings.ACCESS_TOKEN_MAX_DAYS))
-        days.widget.attrs["max"] = settings.ACCESS_TOKEN_MAX_DAYS
-        days.help_text = f"At most {settings.ACCESS_TOKEN_MAX_DAYS} days."
+        limit_days(self.fields["days"], settings.ACCESS_TOKEN_DEFAULT_DAYS, settings.ACCESS_TOKEN_MAX_DAYS)
 
     def clean_name(self) -> str:
         name = " ".join(self.cleaned_data["name"].split())
@@ -73,3 +68,11 @@ class TokenForm(forms.Form):
         if AccessToken.objects.filter(user=self.user, name=name, revoked_at__isnull=True).exists():
             raise forms.ValidationError("You already have a token with this name; revoke it or pick another.")
         return name
+
+
+def limit_days(field: forms.Field, default: int, most: int) -> None:
+    """How long an issued secret may live: set as the form is made (the limits are settings)."""
+    field.initial = default
+    field.validators.append(MaxValueValidator(most))
+    field.widget.attrs["max"] = most
+    field.help_text = f"At most {most} days."

@@ -104,6 +104,7 @@ class IssuedSecret(models.Model):
 
     PREFIX: ClassVar[str]
     REVOKED: ClassVar[Action]
+    OWNER: ClassVar[str]  # the field naming whose it is
 
     digest = models.CharField("SHA-256 of the secret", max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField("created", default=timezone.now, editable=False)
@@ -182,6 +183,7 @@ class AccessToken(IssuedSecret):
 
     PREFIX = TOKEN_PREFIX
     REVOKED = Action.TOKEN_REVOKED
+    OWNER = "user"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, models.CASCADE, related_name="access_tokens", editable=False

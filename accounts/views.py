@@ -10,7 +10,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import tokens
 from accounts.forms import TokenForm
-from accounts.models import AccessToken
+from accounts.models import AccessToken, IssuedSecret
 from accounts.permissions import has_perm
 from core import roles
 from core.authenticated import AuthenticatedRequest
@@ -53,6 +53,10 @@ def token_list(request: AuthenticatedRequest) -> HttpResponse:
 @require_POST
 def token_revoke(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     require_token_role(request)
-    token = get_object_or_404(AccessToken, pk=pk, user=request.user)
-    token.revoke(request)
-    return redirect("accounts:tokens")
+    return revoke_own(request, AccessToken, pk, "accounts:tokens")
+
+
+def revoke_own(request: AuthenticatedRequest, issued: type[IssuedSecret], pk: int, then: str) -> HttpResponse:
+    """Revoke one of the user's own tokens or links (another's is a 404), then go back to the list."""
+    get_object_or_404(issued, pk=pk, **{issued.OWNER: request.user}).revoke(request)
+    return redirect(then)

@@ -6,16 +6,23 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.core.validators import MaxValueValidator, RegexValidator
 
+from accounts.forms import limit_days
+from core import uids
 from shares.models import SHARE_NOTE_LENGTH
+
+
+def stored_study_uid(value: str) -> None:
+    if not uids.is_stored_uid(value):
+        raise forms.ValidationError("A Study Instance UID: digits and dots.", code="invalid")
 
 
 class ShareForm(forms.Form):
     study = forms.CharField(
         label="Study Instance UID",
-        max_length=64,
-        validators=[RegexValidator(r"^[0-9]+(?:\.[0-9]+)*$", "A Study Instance UID: digits and dots.")],
+        max_length=uids.MAX_LENGTH,
+        # A study the archive holds, as it holds it (core.uids: leading zeros allowed).
+        validators=[stored_study_uid],
     )
     days = forms.IntegerField(label="Expires in (days)", min_value=1)
     note = forms.CharField(
@@ -31,11 +38,7 @@ class ShareForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        days = self.fields["days"]
-        days.initial = settings.SHARE_DEFAULT_DAYS
-        days.validators.append(MaxValueValidator(settings.SHARE_MAX_DAYS))
-        days.widget.attrs["max"] = settings.SHARE_MAX_DAYS
-        days.help_text = f"At most {settings.SHARE_MAX_DAYS} days."
+        limit_days(self.fields["days"], settings.SHARE_DEFAULT_DAYS, settings.SHARE_MAX_DAYS)
 
     def clean_note(self) -> str:
         return " ".join(self.cleaned_data["note"].split())

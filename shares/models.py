@@ -34,6 +34,7 @@ class Share(IssuedSecret):
 
     PREFIX = SHARE_PREFIX
     REVOKED = Action.SHARE_REVOKED
+    OWNER = "owner"
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="shares", editable=False)
     study_uid = models.CharField("Study Instance UID", max_length=64, editable=False)

@@ -13,12 +13,13 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, Q
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from accounts.views import revoke_own
 from audit.models import Action, AuditEvent
 from core.authenticated import AuthenticatedRequest
 from core.clientip import client_ip
@@ -98,9 +99,7 @@ def share_new(request: AuthenticatedRequest) -> HttpResponse:
 @require_POST
 def share_revoke(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     require_share_role(request)
-    share = get_object_or_404(Share, pk=pk, owner=request.user)
-    share.revoke(request)
-    return redirect("shares")
+    return revoke_own(request, Share, pk, "shares")
 
 
 def viewer_on(share: Share) -> str:

@@ -36,6 +36,8 @@ def wants_html(request: HttpRequest) -> bool:
 
 
 def response(request: HttpRequest, status: int, message: str) -> HttpResponse:
+    # One line: nginx's door carries the worded answer in a header (proxy/nginx.py).
+    message = message.replace("\r", " ").replace("\n", " ")
     if wants_html(request):
         head = f'<!doctype html><html lang="en"><title>{status}</title>'
         page = f"{head}<h1>{status}</h1><p>{escape(message)}</p>\n"

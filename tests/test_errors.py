@@ -1,0 +1,18 @@
+"""The proxy's short answers: one line whatever the reason holds, so nginx's door can carry them."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import RequestFactory
+
+from proxy import errors
+from proxy.nginx import front_refusal
+
+
+@pytest.mark.parametrize("accept", ["text/html", "application/json"])
+def test_it_words_a_reason_with_line_breaks_on_one_line_for_both_doors(accept: str) -> None:
+    request = RequestFactory().get("/pacs/dicom-web/studies", headers={"Accept": accept})
+    answer = errors.refusal(request, 400, "two\r\nlines\nhere")
+    assert b"\n" not in answer.content.removesuffix(b"\n") and b"\r" not in answer.content
+    carried = front_refusal(answer)
+    assert (carried.status_code, carried["X-Pacs-Status"]) == (403, "400")

@@ -41,8 +41,15 @@ class Upgrade:
 
 def old_checkout(directory: Path) -> Path:
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", OLD_RELEASE], capture_output=True, check=True, timeout=60
+        ["git", "-C", str(REPO), "archive", OLD_RELEASE], capture_output=True, timeout=60
     )
+    if archive.returncode != 0:
+        pytest.fail(
+            f"the upgrade test runs release {OLD_RELEASE[:7]} from this clone's history, which lacks "
+            f"it ({archive.stderr.decode(errors='replace').strip()}): use a full clone, or "
+            "`git fetch --unshallow`",
+            pytrace=False,
+        )
     subprocess.run(["tar", "-x", "-C", str(directory)], input=archive.stdout, check=True, timeout=60)
     # The OHIF bundle and Orthanc's root filesystems, which a checkout does not hold.
     (directory / "var").symlink_to(REPO / "var")

@@ -3,11 +3,12 @@ who, what, which subject, and the verdict.
 
 Both doors use it: the Django proxy views (`proxy.views`) read the request they
 received, nginx's authorization endpoint (`proxy.nginx`) the request nginx holds;
-nothing after `read` looks at the Django request again. The rules it applies each
+the decision and the audit look at nothing else (the Django door still reads the
+request's body and its own headers to forward them). The rules it applies each
 live in their own module: path rules (`paths`), query rules (`query`), role
 rules (`rules`), the same-origin rule (`origin`), subject resolution
 (`subjects`), the last one asking Orthanc's index, and a shared link's narrower
-scope (`shares`).
+scope (`shares.confinement`).
 """
 
 from __future__ import annotations
@@ -75,14 +76,12 @@ def of_nginx(request: HttpRequest, mount: str, started: float) -> Asked:
     if not method or not uri.startswith(prefix):
         raise NotAsked("no request under the mount")
     raw_path, _, query_string = uri.partition("?")
-    # As Django reads a path it receives (django.core.handlers.wsgi.get_path_info): bytes
-    # that are not UTF-8 stay percent-encoded, and the path rules judge them as the Django door's do.
-    path = repercent_broken_unicode(unquote_to_bytes(raw_path[len(prefix) :])).decode()
     held = as_held(request, method, raw_path, query_string)
-    return read(held, mount, path, uri, method, query_string, raw_path, started)
+    # The path as the Django door reads it, for the rules and the audit trail alike.
+    return read(held, mount, held.path[len(prefix) :], uri, method, query_string, held.path, started)
 
 
-def as_held(request: HttpRequest, method: str, path: str, query_string: str) -> HttpRequest:
+def as_held(request: HttpRequest, method: str, raw_path: str, query_string: str) -> HttpRequest:
     """The decision sub-request as the request nginx holds: its method, path and query.
 
     Authentication reads it (and its signals audit failed logins and lockouts from
@@ -91,9 +90,14 @@ def as_held(request: HttpRequest, method: str, path: str, query_string: str) -> 
     otherwise answer its own 429 (auth_request takes anything but 2xx, 401, 403 for 500).
     """
     held = copy.copy(request)
+    # One environ, as Django's WSGIRequest has: its query (GET), cookies and path are read from it.
+    path_info = unquote_to_bytes(raw_path).decode("latin-1")  # as a WSGI server hands PATH_INFO on
+    environ = {**request.META, "REQUEST_METHOD": method, "QUERY_STRING": query_string, "PATH_INFO": path_info}
+    held.environ = held.META = environ  # type: ignore[attr-defined]  # HttpRequest declares META only
     held.method = method
-    held.path = path
-    held.META = {**request.META, "REQUEST_METHOD": method, "QUERY_STRING": query_string}
+    # As Django reads the path it receives (django.core.handlers.wsgi.get_path_info): bytes
+    # that are not UTF-8 stay percent-encoded, for the path rules to judge.
+    held.path = held.path_info = repercent_broken_unicode(unquote_to_bytes(raw_path)).decode()
     for cached in ("GET", "COOKIES"):
         held.__dict__.pop(cached, None)
     return held

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import urllib3
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import escape
 
 logger = logging.getLogger("proxy")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class IncompleteBody(Exception):
@@ -36,8 +38,9 @@ def wants_html(request: HttpRequest) -> bool:
 
 
 def response(request: HttpRequest, status: int, message: str) -> HttpResponse:
-    # One line: nginx's door carries the worded answer in a header (proxy/nginx.py).
-    message = message.replace("\r", " ").replace("\n", " ")
+    # Printable only: nginx's door carries the worded answer in a header (proxy/nginx.py),
+    # where a control character would be refused, and a reason may quote the client's bytes.
+    message = CONTROL_CHARACTERS.sub(" ", message)
     if wants_html(request):
         head = f'<!doctype html><html lang="en"><title>{status}</title>'
         page = f"{head}<h1>{status}</h1><p>{escape(message)}</p>\n"

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+STARTED = "pacsportal.started"
+
 
 class DecisionClockMiddleware:
     """Notes the time before any other middleware reads the session or the user.
@@ -21,6 +23,7 @@ class DecisionClockMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        # Not an attribute HttpRequest declares: stamped here for proxy/nginx.py to read.
-        request.pacs_started = time.monotonic()  # type: ignore[attr-defined]
+        # In the WSGI environ, the place the WSGI spec gives middleware to hand the app
+        # a value (under a prefix of its own): proxy/nginx.py reads it.
+        request.META[STARTED] = time.monotonic()
         return self.get_response(request)

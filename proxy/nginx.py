@@ -23,6 +23,7 @@ from accounts.authentication import SESSION, Identity
 from core.revocation_table import FRESH_DECISION_SECONDS, nginx_cache_seconds
 from proxy import accesses, errors, rules
 from proxy.decision import NotAsked, decide, of_nginx
+from proxy.middleware import STARTED
 from proxy.origin import SAFE_METHODS
 
 logger = logging.getLogger("proxy")
@@ -41,10 +42,11 @@ def front_decision(request: HttpRequest, mount: str) -> HttpResponse:
     once, and worded as the Django door words it (`front_refusal`): nginx
     answers it from this answer's headers, without asking again.
     """
-    if mount != rules.PACS:
-        return HttpResponse(status=403)
+    if mount != rules.PACS or settings.PORTAL_FRONT != "nginx":
+        # Without nginx in front, gunicorn listens to clients, who must not ask for decisions.
+        return HttpResponse(status=404)
     # Counted from before the session and user were read (proxy.middleware, which must run).
-    started = request.pacs_started  # type: ignore[attr-defined]
+    started = float(request.META[STARTED])
     try:
         asked = of_nginx(request, mount, started)
         decision = decide(asked)

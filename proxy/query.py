@@ -133,14 +133,14 @@ def parse(query: str, wado_uri: bool = False, qido: bool = False) -> Query:
         given = [key for key, _ in pairs if key not in REPEATABLE]
         if len(set(given)) != len(given):
             repeated = next(key for key in given if given.count(key) > 1)
-            raise UnsafeQuery(f"{repeated} is given more than once (in one spelling or another)")
+            raise UnsafeQuery(f"{repeated[:64]!r} is given more than once (in one spelling or another)")
     identifiers: dict[str, str] = {}
     for key, value in pairs:
         name = identifier_of(key, wado_uri)
         if name is None:
             continue
         if name in identifiers:
-            raise UnsafeQuery(f"{key} is given more than once (in one spelling or another)")
+            raise UnsafeQuery(f"{key[:64]!r} is given more than once (in one spelling or another)")
         identifiers[name] = value
     text = "&".join(f"{quote(key, safe=QUERY_SAFE)}={quote(value, safe=QUERY_SAFE)}" for key, value in pairs)
     return Query(text, identifiers)

@@ -23,8 +23,6 @@ from proxy.rules import PACS, Refusal
 from proxy.subjects import Subject
 
 ONE_STUDY = "a shared link opens one study only"
-# WADO-RS resources that show a study rather than hand over its files.
-VIEWING = ("metadata", "frames", "rendered", "thumbnail", "bulk")
 
 
 @dataclass(frozen=True)

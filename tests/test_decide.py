@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, Group, User
+from django.test import RequestFactory
 
 from accounts.authentication import ANONYMOUS, Identity
 from devstack.orthanc_server import OrthancServer
 from orthanc import demo
 from proxy import rules
-from proxy.decision import Asked, Decision, decide
+from proxy.decision import Asked, Decision, as_held, decide
 from shares.links import VISITOR_PERMISSIONS
 from shares.models import Share
 
@@ -221,3 +223,23 @@ def test_it_refuses_a_shared_link_a_series_the_archive_files_under_another_study
     decision = decide(asked(identity, f"dicom-web/studies/{OTHER_STUDY}/series/{SERIES}/metadata"))
     assert decision.status in (403, 404)
     assert not decision.allowed
+
+
+def test_it_reads_the_request_nginx_holds_as_django_would_have_received_it() -> None:
+    """The sub-request, held as the request nginx holds: what authentication, its signals and
+    django-axes read from it is what Django reads from that request sent to it directly."""
+    sub_request = RequestFactory().get("/_front/decide/pacs?sub=1")
+    uri = "/pacs/dicom-web/studies%2Fx%C3%A9"
+    held = as_held(sub_request, "HEAD", uri, "PatientID=X")
+    direct = RequestFactory().head(f"{uri}?PatientID=X")
+    for read in ("method", "path", "path_info", "get_full_path", "GET"):
+        value = getattr(held, read)
+        expected = getattr(direct, read)
+        assert (value() if callable(value) else value) == (expected() if callable(expected) else expected), (
+            read
+        )
+    # PATH_INFO as a WSGI server hands it on (PEP 3333: the bytes, as latin-1).
+    assert held.META["PATH_INFO"].encode("latin-1") == unquote_to_bytes(uri)
+    assert sub_request.GET.dict() == {"sub": "1"} and sub_request.method == "GET"
+    # Bytes that are not UTF-8 stay percent-encoded, as Django's WSGI handler leaves them.
+    assert as_held(sub_request, "GET", "/pacs/x%FF", "").path == "/pacs/x%FF"

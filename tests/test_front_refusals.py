@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -36,7 +37,7 @@ STUDY = demo.DEMO_CT_STUDY_UID
 # Sent by nginx and gunicorn on every answer, or by one of them only for its own reasons.
 TRANSPORT = {"server", "date", "connection", "keep-alive", "transfer-encoding"}
 # The decision is never_cache: its Cache-Control adds to the Django door's "no-store, private"
-# (max-age=0, no-cache, must-revalidate), and it sends Expires, as /_front/refusal did.
+# (max-age=0, no-cache, must-revalidate), and it sends Expires, as the Django door's own page did.
 NEVER_CACHE = {"no-store", "private", "max-age=0", "no-cache", "must-revalidate"}
 
 
@@ -97,6 +98,8 @@ CASES = {
     "400 non-ascii query, html": Case(400, "/pacs/dicom-web/studies?%C3%A9t%C3%A9=1", "alice", headers=HTML),
     "400 non-ascii query, json": Case(400, "/pacs/dicom-web/studies?%C3%A9t%C3%A9=1", "alice"),
     "400 path not utf-8": Case(400, "/pacs/dicom-web/studies/%FF/metadata", "alice"),
+    "400 line break in the path": Case(400, "/pacs/dicom-web/studies%0A", "alice"),
+    "404 the mount alone": Case(404, "/pacs/", "alice"),
     "400 ambiguous credentials": Case(
         400, "/pacs/dicom-web/studies", headers={"Authorization": "Basic YTpi, Bearer x"}
     ),
@@ -296,6 +299,14 @@ def test_nginx_has_a_location_for_every_status_a_refusal_can_have() -> None:
     template = (REPO / "deploy/nginx/pacsportal.conf.template").read_text()
     answered = re.findall(r"location = /_front/refused/(\d{3}) \{ return (\d{3}) ", template)
     assert sorted((int(a), int(b)) for a, b in answered) == [(s, s) for s in sorted(ANSWERED_BY_NGINX)]
+
+
+@pytest.mark.django_db
+def test_the_decision_cannot_be_asked_for_without_nginx_in_front(client: Client, settings: Any) -> None:
+    settings.PORTAL_FRONT = "none"
+    headers = {"X-Original-URI": "/pacs/dicom-web/studies", "X-Original-Method": "GET"}
+    assert client.get("/_front/decide/pacs", headers=headers).status_code == 404
+    assert not AuditEvent.objects.exists()
 
 
 @pytest.mark.django_db

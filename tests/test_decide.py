@@ -12,7 +12,7 @@ from urllib.parse import unquote_to_bytes
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import AnonymousUser, Group, User
+from django.contrib.auth.models import Group, User
 from django.test import RequestFactory
 
 from accounts.authentication import ANONYMOUS, Identity
@@ -64,31 +64,21 @@ def refused(decision: Decision) -> tuple[int, str]:
     return decision.status, decision.reason
 
 
-def test_it_refuses_ambiguous_credentials_naming_nobody(orthanc: OrthancServer) -> None:
-    decision = decide(
-        asked(
-            ANONYMOUS,
-            "dicom-web/studies",
-            credential_status=400,
-            credential_problem="ambiguous credentials: x",
-        )
-    )
-    assert refused(decision) == (400, "ambiguous credentials: x")
-    assert decision.identity is ANONYMOUS
-
-
-def test_it_refuses_bad_credentials_before_reading_the_path(orthanc: OrthancServer) -> None:
-    identity = Identity(AnonymousUser(), "")
-    decision = decide(
-        asked(
-            identity,
-            "dicom-web/../x",
-            credential_status=401,
-            credential_problem="invalid username or password",
-        )
-    )
-    assert refused(decision) == (401, "invalid username or password")
-    assert not decision.identity.is_authenticated and decision.path == ""
+@pytest.mark.parametrize(
+    "status, problem, path",
+    [
+        # Ambiguous: nobody is named, whichever credential was meant.
+        (400, "ambiguous credentials: x", "dicom-web/studies"),
+        # Refused before the path is read: the trail names who tried a hostile path.
+        (401, "invalid username or password", "dicom-web/../x"),
+    ],
+)
+def test_it_refuses_credentials_the_door_refused_before_anything_else(
+    orthanc: OrthancServer, status: int, problem: str, path: str
+) -> None:
+    decision = decide(asked(ANONYMOUS, path, credential_status=status, credential_problem=problem))
+    assert refused(decision) == (status, problem)
+    assert decision.identity is ANONYMOUS and decision.path == ""
 
 
 def test_it_refuses_a_locked_out_client(orthanc: OrthancServer, user_in: Any) -> None:

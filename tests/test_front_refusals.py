@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import http.client
+import random
 import re
 import socket
 import time
@@ -189,6 +190,58 @@ def test_nginx_answers_each_refusal_as_the_django_door_does_and_records_it_once(
     assert nginx.status == case.status, nginx
     assert_same_answer(nginx, django)
     assert [row["status"] for row in rows] == [case.status]
+
+
+def verbatim_through_nginx(portal: LivePortal, path: str, headers: dict[str, str]) -> Answer:
+    """A GET with the path's bytes exactly as given (requests would decode %2E and the like)."""
+    connection = http.client.HTTPConnection("127.0.0.1", portal.port, timeout=30)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+    finally:
+        connection.close()
+
+
+def hostile_requests(count: int, seed: int) -> list[tuple[str, dict[str, str]]]:
+    """Seeded query keys and path segments of any byte, percent-encoded, each quoted back in
+    the refusal's words: what the decision judged must reach the client as both doors word it."""
+    rng = random.Random(seed)
+    made = []
+    for _ in range(count):
+        raw = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 12)))
+        encoded = "".join(f"%{byte:02X}" for byte in raw)
+        # Bytes a key's spelling may be padded with (whitespace and control characters).
+        padding = "".join(f"%{rng.randrange(0x21):02X}" for _ in range(rng.randrange(1, 4)))
+        path = rng.choice(
+            [
+                f"/pacs/dicom-web/studies?x{encoded}=1",
+                f"/pacs/dicom-web/studies/{encoded}/metadata",
+                f"/pacs/dicom-web/studies?PatientID=a&{padding}PatientID=b",
+                f"/pacs/dicom-web/studies/{STUDY}/metadata?StudyInstanceUID={STUDY}&{padding}StudyInstanceUID=1",
+            ]
+        )
+        made.append((path, rng.choice([HTML, {"Accept": "application/json"}, {}])))
+    return made
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nginx_answers_generated_hostile_requests_as_the_django_door_does(
+    fronted: LivePortal, seed: int
+) -> None:
+    for path, accept in hostile_requests(20, seed):
+        headers = {**accept, "Authorization": basic(fronted, "alice")}
+        start = fronted.last_audit_id()
+        nginx = verbatim_through_nginx(fronted, path, headers)
+        rows = [row["status"] for row in fronted.audit_events(start)]
+        if nginx.status == 400 and not rows:  # nginx refused the request line before any decision
+            continue
+        django = django_door(fronted, "GET", path, headers, b"")
+        assert nginx.status == django.status, path
+        if rows and rows[0] is not None:  # the decision refused: one row, the same words
+            assert (rows, nginx.body) == ([nginx.status], django.body), path
+        else:  # served, or refused by Orthanc itself (worded by each door: test_nginx_words_orthancs_own_...)
+            assert rows in ([], [None]), (path, rows)
 
 
 def test_nginx_answers_a_locked_out_account_as_the_decision_words_it(fronted: LivePortal) -> None:

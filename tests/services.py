@@ -35,11 +35,12 @@ def free_port() -> int:
     Ports are picked now and bound later by another process. Below the ephemeral
     range, no outgoing connection (Orthanc's to PostgreSQL, say) can take one in
     between; and a port is never handed out twice, so two servers set up before
-    either starts cannot be given the same one.
+    either starts cannot be given the same one. Passes that run side by side
+    (`make test`) each draw from their own slice (PORTAL_TEST_PORT_SLOT).
     """
-    low = ephemeral_range()[0]
+    first, last = port_range()
     while True:
-        port = random.randrange(max(1024, low - 20000), low)
+        port = random.randrange(first, last)
         if port in _HANDED_OUT:
             continue
         with socket.socket() as sock:
@@ -49,6 +50,15 @@ def free_port() -> int:
                 continue
         _HANDED_OUT.add(port)
         return port
+
+
+def port_range() -> tuple[int, int]:
+    """The ports this process may hand out: a slice of the 20,000 below the ephemeral range."""
+    high = ephemeral_range()[0]
+    low = max(1024, high - 20000)
+    slot, _, slots = os.environ.get("PORTAL_TEST_PORT_SLOT", "0/1").partition("/")
+    width = (high - low) // int(slots)
+    return low + int(slot) * width, low + (int(slot) + 1) * width
 
 
 def ephemeral_range() -> tuple[int, int]:

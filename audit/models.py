@@ -257,5 +257,48 @@ class AuditEvent(models.Model):
         raise AuditImmutable("audit events are removed only by `manage.py prune_audit`")
 
 
+class AccessSummary(models.Model):
+    """One line per patient, study, user, credential, address and action that read or wrote
+    patient data, with its first and last time and how many audit rows it stands for.
+
+    A database trigger keeps it as audit rows arrive, whoever inserts them (migration
+    0006), and `prune_audit` recounts the lines it touches: the auditor's "accesses by
+    patient" then reads this table, not ten million rows.
+    """
+
+    patient_id = models.CharField("Patient ID", max_length=64, editable=False)
+    study_uid = models.CharField("Study Instance UID", max_length=64, editable=False)
+    username = models.CharField(max_length=150, editable=False)
+    credential = models.CharField(max_length=64, editable=False)
+    client_ip = models.CharField("client address", max_length=45, editable=False)  # "" when unknown
+    action = models.CharField(max_length=20, choices=Action.choices, editable=False)
+    first = models.DateTimeField(editable=False)
+    last = models.DateTimeField(editable=False)
+    rows = models.PositiveBigIntegerField(editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient_id", "study_uid", "username", "credential", "client_ip", "action"],
+                name="audit_access_summary_key",
+            )
+        ]
+        # The page's order (patient, study, latest first) within each filter it takes.
+        indexes = [
+            models.Index(fields=["study_uid", "-last"], name="audit_access_study_last"),
+            models.Index(
+                fields=["username", "patient_id", "study_uid", "-last"], name="audit_access_username"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username or '-'} {self.action} {self.patient_id} {self.study_uid} x{self.rows}"
+
+
+# The actions AccessSummary counts, as the audit trail's "accesses" are: successful
+# reads and writes of patient data that name a patient or a study.
+ACCESS_ACTIONS = (Action.QUERY, Action.RETRIEVE, Action.ADMIN_READ, Action.STORE, Action.ADMIN_WRITE)
+
+
 class AuditImmutable(Exception):
     pass

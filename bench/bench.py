@@ -37,7 +37,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import viewer_load  # noqa: E402
+from bench import audit_scale, viewer_load  # noqa: E402
 from bench.report import PAGE, RATIO_KEYS, Result, page_block, report, write_page  # noqa: E402
 from devstack import debian  # noqa: E402
 from devstack.nginx import nginx_binary  # noqa: E402
@@ -421,21 +421,25 @@ class Bench:
         self.cleanup: Callable[[], None] = lambda: None
         self.cleanup_orthanc: Callable[[], None] = lambda: None
 
-    def start(self) -> None:
+    def start_services(self) -> None:
+        """Orthanc, and PostgreSQL with --postgres."""
         self.orthanc = self.new_orthanc()
-        log(f"starting Orthanc and loading a {self.args.slices}-slice CT...")
+        log("starting Orthanc...")
         self.orthanc.start()
         assert self.orthanc.process is not None and self.orthanc.versions is not None
         log(f"Orthanc: {self.orthanc.versions}")
         self.orthanc_pid = self.orthanc.process.pid
-        stow_direct(self.orthanc, demo.synthetic_ct(self.args.slices))
         self.postgres: PostgresCluster | None = None
-        database_url = None
         if self.args.postgres:
             log("starting PostgreSQL (fsync on) for the portal's database...")
             self.postgres = PostgresCluster(durable=True)
             self.postgres.start()
-            database_url = self.postgres.create_database("portal")
+
+    def start(self) -> None:
+        self.start_services()
+        log(f"loading a {self.args.slices}-slice CT...")
+        stow_direct(self.orthanc, demo.synthetic_ct(self.args.slices))
+        database_url = self.postgres.create_database("portal") if self.postgres else None
         self.portal = self.start_portal("portal", {}, database_url=database_url)
         self.portal_audit_off = self.start_portal(
             "portal-audit-off", {"DJANGO_SETTINGS_MODULE": "bench.settings_audit_off"}, database=self.portal
@@ -803,7 +807,7 @@ def api_clients(bench: Bench) -> None:
 # --- end of the API clients section ---
 
 
-def main() -> None:
+def bench_arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--slices", type=int, default=320)
     parser.add_argument("--stow-mb", type=int, default=150)
@@ -821,7 +825,16 @@ def main() -> None:
         " release's, from var/rootfs/, which make test builds), bookworm (1.10) or trixie (1.12)",
     )
     parser.add_argument("--only", default="", help="run only the measures whose name contains this")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--audit-rows",
+        default="1000000,10000000",
+        help="the audit table's sizes to measure the auditor's pages at, comma-separated; empty: none",
+    )
+    return parser
+
+
+def main() -> None:
+    args = bench_arguments().parse_args()
     bench = Bench(args)
     try:
         bench.start()
@@ -831,6 +844,8 @@ def main() -> None:
             viewer_load.measure(bench)
         if not args.skip_viewer and args.only in "viewer":
             bench.viewer()
+        if not args.only or args.only in audit_scale.NAME:
+            audit_scale.measure(bench, audit_scale.sizes(args.audit_rows))
     finally:
         bench.stop()
     print(f"Orthanc: {bench.orthanc.versions}")

@@ -118,6 +118,9 @@ SHOWN = (
     ("portal_cpu_ms_per_mb", "portal CPU {:.3f} ms per MB"),
     ("orthanc_cpu_ms_per_request", "Orthanc CPU {:.3f} ms per request"),
     ("orthanc_cpu_ms_per_mb", "Orthanc CPU {:.3f} ms per MB"),
+    ("median_ms", "median {:.0f} ms"),
+    ("first_byte_ms", "first row {:.0f} ms"),
+    ("slowest_ms", "slowest {:.0f} ms"),
 )
 NAMES = {
     "requests_per_s": "req/s",

@@ -69,6 +69,8 @@ def used_by_the_old_release(portal: LivePortal) -> tuple[str, str]:
         _, share_secret = create_share(portal, "alice")
         read = requests.get(f"{portal.url}/pacs/dicom-web/studies", headers=bearer(token), timeout=30)
         assert read.status_code == 200
+        study = f"{portal.url}/pacs/dicom-web/studies/{STUDY}/metadata"
+        assert requests.get(study, headers=bearer(token), timeout=30).status_code == 200
     finally:
         portal.stop()
     return token, share_secret
@@ -101,6 +103,15 @@ def test_it_keeps_the_audit_rows_written_before(upgrade: Upgrade) -> None:
     }
     after = upgrade.portal.audit_events()
     assert after[: len(upgrade.audit_before)] == upgrade.audit_before
+
+
+def test_it_shows_reads_made_before_among_the_accesses(upgrade: Upgrade) -> None:
+    """The accesses page reads AccessSummary, which the migration filled from the rows kept."""
+    page = upgrade.portal.login("dave").get(
+        f"{upgrade.portal.url}/audit/accesses/", params={"study_uid": STUDY}, timeout=30
+    )
+    assert page.status_code == 200
+    assert "alice" in page.text and "No accesses match" not in page.text
 
 
 def test_it_lets_a_token_made_before_read_the_study(upgrade: Upgrade) -> None:

@@ -5,9 +5,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
+from django.db.models import Count, Min
 from django.utils import timezone
 
-from audit.models import Action, AuditEvent
+from audit.models import AccessSummary, Action, AuditEvent
 
 
 class Command(BaseCommand):
@@ -28,6 +29,7 @@ class Command(BaseCommand):
                 with connection.cursor() as cursor:
                     cursor.execute("SET LOCAL pacsportal.audit_prune = 'on'")
             deleted, _ = AuditEvent.objects.filter(action_time__lt=cutoff).delete()
+            recount_summary(cutoff)
             AuditEvent.objects.record(
                 Action.AUDIT_PRUNE,
                 user=None,
@@ -35,3 +37,28 @@ class Command(BaseCommand):
                 detail=f"removed {deleted} events before {before.isoformat()}",
             )
         self.stdout.write(f"Removed {deleted} audit events before {before.isoformat()} (UTC).")
+
+
+def recount_summary(cutoff: datetime) -> None:
+    """AccessSummary's lines as the rows left after a prune count them.
+
+    Lines whose rows are all gone go; a line with rows on both sides of the cutoff is
+    counted again from its rows left. Its lock (PostgreSQL) holds back a new row's
+    trigger until this transaction ends, so that row is counted after, not lost.
+    """
+    AccessSummary.objects.filter(last__lt=cutoff).delete()
+    for line in AccessSummary.objects.select_for_update().filter(first__lt=cutoff).iterator():
+        rows = AuditEvent.objects.filter(
+            patient_id=line.patient_id,
+            study_uid=line.study_uid,
+            username=line.username,
+            credential=line.credential,
+            action=line.action,
+            success=True,
+        )
+        address = {"client_ip": line.client_ip} if line.client_ip else {"client_ip__isnull": True}
+        left = rows.filter(**address).aggregate(first=Min("action_time"), rows=Count("id"))
+        if left["rows"]:
+            AccessSummary.objects.filter(pk=line.pk).update(first=left["first"], rows=left["rows"])
+        else:
+            AccessSummary.objects.filter(pk=line.pk).delete()

@@ -221,6 +221,8 @@ def measure_pages(portal: LivePortal, session: requests.Session) -> dict[str, di
 
 def measure(bench: Bench, sizes: list[int]) -> None:
     """The pages at each size, into bench.results as `audit at N rows`."""
+    if not sizes:
+        return
     database_url = bench.postgres.create_database("audit_scale") if bench.postgres else None
     portal = bench.start_portal("portal-audit-scale", {}, database_url=database_url)
     try:

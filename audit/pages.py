@@ -8,6 +8,7 @@ the page says to narrow the filter, which the indexes answer at any depth.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,11 @@ class Page:
 
     @property
     def has_other_pages(self) -> bool:
-        return self.has_next or self.has_previous or self.is_deepest
+        return self.has_next or self.has_previous
+
+    @property
+    def count_limit(self) -> str:
+        return f"{COUNT_LIMIT:,}"
 
     @property
     def previous_page_number(self) -> int:
@@ -56,9 +61,12 @@ class Page:
 
 
 def page_of(rows: QuerySet[Any], asked: str | None) -> Page:
-    """The asked page (`?page=`, 1 when absent or not a number) of an ordered query."""
+    """The asked page (`?page=`; 1 when absent or not a number, the last past the end)."""
+    # Unordered: an ORDER BY in the counted subquery sorted 10,000 rows on PostgreSQL.
+    matching = rows.order_by()[: COUNT_LIMIT + 1].count()
+    last = max(1, math.ceil(min(matching, COUNT_LIMIT) / PAGE_SIZE))
     try:
-        number = min(max(int(asked or 1), 1), MAX_PAGES)
+        number = min(max(int(asked or 1), 1), last)
     except ValueError:
         number = 1
     start = (number - 1) * PAGE_SIZE
@@ -67,6 +75,5 @@ def page_of(rows: QuerySet[Any], asked: str | None) -> Page:
         rows=fetched[:PAGE_SIZE],
         number=number,
         has_next=len(fetched) > PAGE_SIZE and number < MAX_PAGES,
-        # Unordered: an ORDER BY in the counted subquery sorted 10,000 rows on PostgreSQL.
-        matching=rows.order_by()[: COUNT_LIMIT + 1].count(),
+        matching=matching,
     )

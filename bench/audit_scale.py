@@ -112,7 +112,7 @@ def drawn(first: int, count: int, end: datetime) -> dict[str, Any]:
 def summary_backfill(vendor: str) -> str:
     """The statement that fills AccessSummary from the rows, as the upgrade to it does."""
     migration = importlib.import_module("audit.migrations.0006_access_summary")
-    return str(migration.split(migration.INSTALL[vendor])[0])
+    return next(str(sql) for sql in migration.INSTALL[vendor] if sql.lstrip().startswith("INSERT"))
 
 
 def add_sqlite(path: str, first: int, count: int, end: datetime) -> None:
@@ -161,6 +161,7 @@ def add_postgresql(url: str, first: int, count: int, end: datetime) -> None:
         for _, create in kept:
             database.execute(create)
         if summary and summary[0]:
+            database.execute("SET LOCAL pacsportal.audit_prune = 'on'")  # the summary's guard lets it
             database.execute("TRUNCATE audit_accesssummary")
             database.execute(summary_backfill("postgresql"))
             database.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_access_summary_count")

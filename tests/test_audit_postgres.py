@@ -78,3 +78,28 @@ def test_it_prunes_old_events_and_records_the_pruning(audit_database: str) -> No
         ("retrieve", "alice", ""),
         ("audit-prune", "manage.py prune_audit", "removed 2 events before 2021-01-01"),
     ]
+
+
+def test_its_access_summary_changes_only_as_rows_arrive_or_are_pruned(audit_database: str) -> None:
+    """The auditor's accesses page reads AccessSummary: a raw connection cannot edit it either."""
+    manage(audit_database, "migrate", "-v0")
+    with connect(audit_database) as db:
+        db.execute("SET pacsportal.audit_prune = 'on'")
+        db.execute("DELETE FROM audit_auditevent")
+        db.execute("DELETE FROM audit_accesssummary")
+        db.execute("RESET pacsportal.audit_prune")
+        insert_event(db, "2020-01-01T00:00:00Z")
+        insert_event(db, "2020-06-01T00:00:00Z")  # the same line, counted again by the trigger
+        insert_event(db, "2099-01-01T00:00:00Z")
+        for statement in (
+            "UPDATE audit_accesssummary SET rows = 0",
+            "DELETE FROM audit_accesssummary",
+            "TRUNCATE audit_accesssummary",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="audit summary"):
+                db.execute(statement)
+        assert db.execute("SELECT username, rows FROM audit_accesssummary").fetchall() == [("alice", 3)]
+    manage(audit_database, "prune_audit", "--before", "2021-01-01")
+    with connect(audit_database) as db:
+        line = db.execute("SELECT rows, first FROM audit_accesssummary").fetchall()
+    assert [(rows, first.year) for rows, first in line] == [(1, 2099)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -15,8 +16,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from audit import pages
+from audit.forms import AuditFilterForm
 from audit.models import AccessSummary, Action, AuditEvent
-from audit.views import ACCESS_GROUP, accesses_of
+from audit.views import ACCESS_GROUP, accesses_in, accesses_of
 from tests.test_audit_pages import make_user
 
 pytestmark = pytest.mark.django_db
@@ -49,12 +51,14 @@ def summary_lines() -> set[tuple[object, ...]]:
     }
 
 
+def as_line(grouped: dict[str, Any]) -> tuple[object, ...]:
+    """A line grouped from the rows as AccessSummary holds it ("" for no address)."""
+    return (*(grouped[key] or "" for key in ACCESS_GROUP), grouped["first"], grouped["last"], grouped["rows"])
+
+
 def grouped_rows() -> set[tuple[object, ...]]:
     """What the auditor's page counted from the rows before AccessSummary: the reference."""
-    return {
-        (*(line[key] or "" for key in ACCESS_GROUP), line["first"], line["last"], line["rows"])
-        for line in accesses_of(AuditEvent.objects.all())
-    }
+    return {as_line(line) for line in accesses_of(AuditEvent.objects.all())}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -105,15 +109,41 @@ def test_the_accesses_page_reads_the_summary_unless_dates_are_chosen(client: Cli
     assert b"count the records between the dates" in dated.content
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        {},
+        {"user": "alice"},
+        {"study_uid": "1.2.3"},
+        {"patient_id": "P2"},
+        {"action": "query"},
+        {"user": "bob", "patient_id": "P1", "action": "retrieve"},
+        {"action": "login"},
+    ],
+)
+def test_every_filter_finds_in_the_summary_what_grouping_the_rows_finds(query: dict[str, str]) -> None:
+    AuditEvent.objects.bulk_create(random_events(8, 500))
+    form = AuditFilterForm(query)
+    assert form.is_valid()
+    from_summary = [tuple(line.values()) for line in accesses_in(form)]
+    from_rows = [as_line(line) for line in accesses_of(form.filter(AuditEvent.objects.all()))]
+    assert sorted(from_summary, key=repr) == sorted(from_rows, key=repr)
+    assert from_rows or query.get("action") == "login"
+
+
+def many_lines(count: int) -> None:
+    AuditEvent.objects.bulk_create(
+        AuditEvent(action=Action.RETRIEVE, success=True, username="alice", patient_id=f"P{n:04d}")
+        for n in range(count)
+    )
+
+
 def test_pages_stop_at_the_counted_depth_and_say_how_to_see_further(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pages, "COUNT_LIMIT", 250)
+    monkeypatch.setattr(pages, "COUNT_LIMIT", 200)
     monkeypatch.setattr(pages, "MAX_PAGES", 2)
-    AuditEvent.objects.bulk_create(
-        AuditEvent(action=Action.RETRIEVE, success=True, username="alice", patient_id=f"P{n:04d}")
-        for n in range(320)
-    )
+    many_lines(320)
     client.force_login(make_user("dave", "auditor"))
     first = client.get("/audit/accesses/")
     assert len(first.context["page"].rows) == pages.PAGE_SIZE and first.context["page"].has_next
@@ -122,5 +152,21 @@ def test_pages_stop_at_the_counted_depth_and_say_how_to_see_further(
     assert not deepest.context["page"].has_next
     assert b"narrow the filter" in deepest.content
     events = client.get("/audit/", {"action": "retrieve"})
-    assert b"More than 250 events" in events.content
+    assert b"More than 200 events" in events.content
     assert client.get("/audit/", {"page": "x"}).context["page"].number == 1
+    assert client.get("/audit/", {"page": "-3"}).context["page"].number == 1
+
+
+def test_exactly_the_counted_rows_are_counted_and_paged_to_the_end(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pages, "COUNT_LIMIT", 200)
+    monkeypatch.setattr(pages, "MAX_PAGES", 2)
+    many_lines(200)
+    client.force_login(make_user("dave", "auditor"))
+    last = client.get("/audit/accesses/", {"page": "2"})
+    assert len(last.context["page"].rows) == pages.PAGE_SIZE
+    assert not last.context["page"].has_next and b"narrow the filter" not in last.content
+    assert b"200 events" in client.get("/audit/", {"action": "retrieve"}).content
+    past_the_end = client.get("/audit/accesses/", {"page": "3"})
+    assert past_the_end.context["page"].number == 2 and past_the_end.context["page"].rows

@@ -11,8 +11,9 @@ from typing import Any
 
 from django.db import migrations, models
 
-# Written out in full for each database, to be read as it runs.
-SQLITE = """
+# Written out in full for each database, one statement per string, to be read as it runs.
+SQLITE = [
+    """
 INSERT INTO audit_accesssummary
     (patient_id, study_uid, username, credential, client_ip, action, first, last, rows)
 SELECT patient_id, study_uid, username, credential, COALESCE(client_ip, ''), action,
@@ -20,8 +21,9 @@ SELECT patient_id, study_uid, username, credential, COALESCE(client_ip, ''), act
 FROM audit_auditevent
 WHERE success AND action IN ('query', 'retrieve', 'admin-read', 'store', 'admin-write')
       AND (patient_id <> '' OR study_uid <> '')
-GROUP BY patient_id, study_uid, username, credential, COALESCE(client_ip, ''), action;
-
+GROUP BY patient_id, study_uid, username, credential, COALESCE(client_ip, ''), action
+""",
+    """
 CREATE TRIGGER audit_access_summary_count AFTER INSERT ON audit_auditevent
 WHEN NEW.success AND NEW.action IN ('query', 'retrieve', 'admin-read', 'store', 'admin-write')
      AND (NEW.patient_id <> '' OR NEW.study_uid <> '')
@@ -32,11 +34,16 @@ BEGIN
             NEW.action, NEW.action_time, NEW.action_time, 1)
     ON CONFLICT (patient_id, study_uid, username, credential, client_ip, action) DO UPDATE SET
         first = MIN(first, excluded.first), last = MAX(last, excluded.last), rows = rows + 1;
-END;
-"""
+END
+""",
+]
 
 # The address is inet in PostgreSQL: host() is its text without a mask.
-POSTGRESQL = """
+POSTGRESQL = [
+    # No audit row may be written between the count and the trigger, or it would never
+    # be counted: writers wait here until the migration's transaction ends.
+    "LOCK TABLE audit_auditevent IN SHARE ROW EXCLUSIVE MODE",
+    """
 INSERT INTO audit_accesssummary
     (patient_id, study_uid, username, credential, client_ip, action, first, last, rows)
 SELECT patient_id, study_uid, username, credential, COALESCE(host(client_ip), ''), action,
@@ -44,8 +51,9 @@ SELECT patient_id, study_uid, username, credential, COALESCE(host(client_ip), ''
 FROM audit_auditevent
 WHERE success AND action IN ('query', 'retrieve', 'admin-read', 'store', 'admin-write')
       AND (patient_id <> '' OR study_uid <> '')
-GROUP BY patient_id, study_uid, username, credential, COALESCE(host(client_ip), ''), action;
-
+GROUP BY patient_id, study_uid, username, credential, COALESCE(host(client_ip), ''), action
+""",
+    """
 CREATE FUNCTION audit_access_summary_count() RETURNS trigger AS $$
 BEGIN
     INSERT INTO audit_accesssummary
@@ -58,19 +66,47 @@ BEGIN
         rows = audit_accesssummary.rows + 1;
     RETURN NULL;
 END
-$$ LANGUAGE plpgsql;
-
+$$ LANGUAGE plpgsql
+""",
+    """
 CREATE TRIGGER audit_access_summary_count AFTER INSERT ON audit_auditevent
 FOR EACH ROW WHEN (NEW.success AND NEW.action IN ('query', 'retrieve', 'admin-read', 'store', 'admin-write')
                    AND (NEW.patient_id <> '' OR NEW.study_uid <> ''))
-EXECUTE FUNCTION audit_access_summary_count();
-"""
+EXECUTE FUNCTION audit_access_summary_count()
+""",
+    # As the audit rows themselves (0002): lines change only through the trigger above
+    # (nested in an insert) or in prune_audit's transaction.
+    """
+CREATE FUNCTION audit_access_summary_guard() RETURNS trigger AS $$
+BEGIN
+    IF pg_trigger_depth() > 1 OR current_setting('pacsportal.audit_prune', true) = 'on' THEN
+        RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+    RAISE EXCEPTION 'the audit summary changes only as audit rows arrive or are pruned: % refused', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$ LANGUAGE plpgsql
+""",
+    """
+CREATE TRIGGER audit_access_summary_guard BEFORE UPDATE OR DELETE ON audit_accesssummary
+FOR EACH ROW EXECUTE FUNCTION audit_access_summary_guard()
+""",
+    """
+CREATE TRIGGER audit_access_summary_no_truncate BEFORE TRUNCATE ON audit_accesssummary
+FOR EACH STATEMENT EXECUTE FUNCTION audit_access_summary_guard()
+""",
+]
 
 INSTALL = {"sqlite": SQLITE, "postgresql": POSTGRESQL}
 REMOVE = {
-    "sqlite": "DROP TRIGGER IF EXISTS audit_access_summary_count;",
-    "postgresql": "DROP TRIGGER IF EXISTS audit_access_summary_count ON audit_auditevent; "
-    "DROP FUNCTION IF EXISTS audit_access_summary_count();",
+    "sqlite": ["DROP TRIGGER IF EXISTS audit_access_summary_count"],
+    "postgresql": [
+        "DROP TRIGGER IF EXISTS audit_access_summary_no_truncate ON audit_accesssummary",
+        "DROP TRIGGER IF EXISTS audit_access_summary_guard ON audit_accesssummary",
+        "DROP FUNCTION IF EXISTS audit_access_summary_guard()",
+        "DROP TRIGGER IF EXISTS audit_access_summary_count ON audit_auditevent",
+        "DROP FUNCTION IF EXISTS audit_access_summary_count()",
+    ],
 }
 
 
@@ -78,18 +114,13 @@ def install(apps: Any, schema_editor: Any) -> None:
     vendor = schema_editor.connection.vendor
     if vendor not in INSTALL:
         raise RuntimeError(f"the audit summary's trigger is written for SQLite and PostgreSQL, not {vendor}")
-    for statement in split(INSTALL[vendor]):
+    for statement in INSTALL[vendor]:
         schema_editor.execute(statement, params=None)
 
 
 def remove(apps: Any, schema_editor: Any) -> None:
-    for statement in split(REMOVE[schema_editor.connection.vendor]):
+    for statement in REMOVE[schema_editor.connection.vendor]:
         schema_editor.execute(statement, params=None)
-
-
-def split(script: str) -> list[str]:
-    """The script's statements: blank lines part them (a trigger's body holds semicolons)."""
-    return [statement.strip() for statement in script.split("\n\n") if statement.strip()]
 
 
 class Migration(migrations.Migration):

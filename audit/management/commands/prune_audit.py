@@ -10,6 +10,8 @@ from django.utils import timezone
 
 from audit.models import AccessSummary, Action, AuditEvent
 
+RECOUNT_BATCH = 1000
+
 
 class Command(BaseCommand):
     help = (
@@ -43,22 +45,32 @@ def recount_summary(cutoff: datetime) -> None:
     """AccessSummary's lines as the rows left after a prune count them.
 
     Lines whose rows are all gone go; a line with rows on both sides of the cutoff is
-    counted again from its rows left. Its lock (PostgreSQL) holds back a new row's
+    counted again from its rows left, a query each (a first prune of a large table
+    recounts many: run it in quiet hours). Its lock (PostgreSQL) holds back a new row's
     trigger until this transaction ends, so that row is counted after, not lost.
     """
     AccessSummary.objects.filter(last__lt=cutoff).delete()
-    for line in AccessSummary.objects.select_for_update().filter(first__lt=cutoff).iterator():
-        rows = AuditEvent.objects.filter(
-            patient_id=line.patient_id,
-            study_uid=line.study_uid,
-            username=line.username,
-            credential=line.credential,
-            action=line.action,
-            success=True,
-        )
-        address = {"client_ip": line.client_ip} if line.client_ip else {"client_ip__isnull": True}
-        left = rows.filter(**address).aggregate(first=Min("action_time"), rows=Count("id"))
-        if left["rows"]:
-            AccessSummary.objects.filter(pk=line.pk).update(first=left["first"], rows=left["rows"])
-        else:
-            AccessSummary.objects.filter(pk=line.pk).delete()
+    straddling = AccessSummary.objects.select_for_update().filter(first__lt=cutoff).order_by("pk")
+    after = 0
+    # In batches by key, not one cursor: SQLite must not read a table it is changing.
+    while batch := list(straddling.filter(pk__gt=after)[:RECOUNT_BATCH]):
+        for line in batch:
+            recount(line)
+        after = batch[-1].pk
+
+
+def recount(line: AccessSummary) -> None:
+    rows = AuditEvent.objects.filter(
+        patient_id=line.patient_id,
+        study_uid=line.study_uid,
+        username=line.username,
+        credential=line.credential,
+        action=line.action,
+        success=True,
+    )
+    address = {"client_ip": line.client_ip} if line.client_ip else {"client_ip__isnull": True}
+    left = rows.filter(**address).aggregate(first=Min("action_time"), rows=Count("id"))
+    if left["rows"]:
+        AccessSummary.objects.filter(pk=line.pk).update(first=left["first"], rows=left["rows"])
+    else:
+        AccessSummary.objects.filter(pk=line.pk).delete()

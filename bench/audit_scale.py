@@ -49,6 +49,15 @@ USER = CLINICIANS[7]
 # row's picks drawn once, then its columns as the portal writes them. A bucket key
 # starts with the row's number: the unique index then grows at its end, as a sorted
 # load does (the random digests the portal writes cost SQLite half the load's time).
+# The method, path, query, study and the UIDs a study-level read leaves empty: the
+# same SQL in both databases.
+REQUEST = """CASE action WHEN 'store' THEN 'POST' ELSE 'GET' END,
+       CASE WHEN action IN ('retrieve', 'query', 'store')
+            THEN '/pacs/dicom-web/studies/' || study || '/metadata' ELSE '/accounts/login/' END,
+       '',
+       CASE WHEN action IN ('retrieve', 'query', 'store') THEN study ELSE '' END,
+       '', ''"""
+
 SQLITE_ROWS = """
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count),
 picks AS MATERIALIZED (
@@ -64,12 +73,7 @@ made AS (
 INSERT INTO audit_auditevent (COLUMNS)
 SELECT strftime('%Y-%m-%d %H:%M:%f', :start + t, 'unixepoch') || '000', NULL, printf('clin%03d', u),
        'session', '10.20.' || (u / 250) || '.' || (u % 250 + 1), :agent, action, 200, 1,
-       CASE action WHEN 'store' THEN 'POST' ELSE 'GET' END,
-       CASE WHEN action IN ('retrieve', 'query', 'store')
-            THEN '/pacs/dicom-web/studies/' || study || '/metadata' ELSE '/accounts/login/' END,
-       '',
-       CASE WHEN action IN ('retrieve', 'query', 'store') THEN study ELSE '' END,
-       '', '',
+       REQUEST,
        CASE WHEN action IN ('retrieve', 'query', 'store') THEN printf('P%07d', p) ELSE '' END,
        '[]', '',
        CASE WHEN action IN ('retrieve', 'query') THEN b END
@@ -80,12 +84,7 @@ POSTGRESQL_ROWS = """
 INSERT INTO audit_auditevent (COLUMNS)
 SELECT to_timestamp(%(start)s + t), NULL, 'clin' || lpad(u::text, 3, '0'), 'session',
        ('10.20.' || (u / 250) || '.' || (u %% 250 + 1))::inet, %(agent)s, action, 200, true,
-       CASE action WHEN 'store' THEN 'POST' ELSE 'GET' END,
-       CASE WHEN action IN ('retrieve', 'query', 'store')
-            THEN '/pacs/dicom-web/studies/' || study || '/metadata' ELSE '/accounts/login/' END,
-       '',
-       CASE WHEN action IN ('retrieve', 'query', 'store') THEN study ELSE '' END,
-       '', '',
+       REQUEST,
        CASE WHEN action IN ('retrieve', 'query', 'store') THEN 'P' || lpad(p::text, 7, '0') ELSE '' END,
        '[]', '',
        CASE WHEN action IN ('retrieve', 'query')
@@ -100,6 +99,10 @@ FROM (
           FROM generate_series(1, %(count)s) AS i) AS picks
 ) AS made
 """
+
+
+def statement(rows: str) -> str:
+    return rows.replace("COLUMNS", COLUMNS).replace("REQUEST", REQUEST)
 
 
 def drawn(first: int, count: int, end: datetime) -> dict[str, Any]:
@@ -128,7 +131,7 @@ def add_sqlite(path: str, first: int, count: int, end: datetime) -> None:
         database.execute("BEGIN")
         for name, kind, _ in kept:
             database.execute(f'DROP {kind} "{name}"')
-        database.execute(SQLITE_ROWS.replace("COLUMNS", COLUMNS), drawn(first, count, end))
+        database.execute(statement(SQLITE_ROWS), drawn(first, count, end))
         for _, kind, create in kept:
             if kind == "index":
                 database.execute(create)
@@ -156,7 +159,7 @@ def add_postgresql(url: str, first: int, count: int, end: datetime) -> None:
         summary = database.execute("SELECT to_regclass('audit_accesssummary') IS NOT NULL").fetchone()
         if summary and summary[0]:  # a commit before it (a "before" run) has none
             database.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_access_summary_count")
-        database.execute(POSTGRESQL_ROWS.replace("COLUMNS", COLUMNS), drawn(first, count, end))
+        database.execute(statement(POSTGRESQL_ROWS), drawn(first, count, end))
         database.commit()  # the rows' deferred foreign-key checks run before an index may be built
         for _, create in kept:
             database.execute(create)

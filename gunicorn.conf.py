@@ -51,3 +51,9 @@ def post_worker_init(worker: Any) -> None:
     from pacsportal import gunicorn_expect
 
     gunicorn_expect.install()
+
+    # Whose study a UID is, from Orthanc's change feed (orthanc/owners.py): one
+    # reader at a time across workers and nodes, by a lease in the database.
+    from orthanc import owners
+
+    owners.start_following()

@@ -37,7 +37,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import audit_scale, viewer_load  # noqa: E402
+from bench import audit_scale, cold_reads, viewer_load  # noqa: E402
 from bench.report import PAGE, RATIO_KEYS, Result, page_block, report, write_page  # noqa: E402
 from devstack import debian  # noqa: E402
 from devstack.nginx import nginx_binary  # noqa: E402
@@ -826,6 +826,12 @@ def bench_arguments() -> argparse.ArgumentParser:
     )
     parser.add_argument("--only", default="", help="run only the measures whose name contains this")
     parser.add_argument(
+        "--mixed-seconds",
+        type=int,
+        default=120,
+        help="how long the cold studies' reads under a load of frames last; 0: not measured",
+    )
+    parser.add_argument(
         "--audit-rows",
         default="1000000,10000000",
         help="the audit table's sizes to measure the auditor's pages at, comma-separated; empty: none",
@@ -840,6 +846,7 @@ def main() -> None:
         bench.start()
         bench.run()
         api_clients(bench)
+        cold_reads.measure(bench)
         if not args.skip_viewer:
             viewer_load.measure(bench)
         if not args.skip_viewer and args.only in "viewer":

@@ -105,6 +105,9 @@ class PostgresIndex:
     password: str = ""
 
 
+HTTP_THREADS = 256
+
+
 @dataclass
 class OrthancServer:
     """A local Orthanc's files under one directory, and its process once started.
@@ -169,7 +172,11 @@ class OrthancServer:
             "HttpDescribeErrors": True,
             "KeepAlive": True,
             "TcpNoDelay": True,
-            "HttpThreadsCount": 50,
+            # Orthanc gives each connection a thread for as long as it lasts, and nginx
+            # holds one per request in flight: at 50 (the default), 64 clients left the
+            # portal's own look-ups and some clients waiting for tens of seconds
+            # (docs/performance.md, "Cold study reads"). Threads waiting cost little.
+            "HttpThreadsCount": HTTP_THREADS,
             "DicomServerEnabled": self.dicom_port > 0,
             "DicomPort": self.dicom_port or 4242,
             "DicomAet": self.dicom_aet,

@@ -22,7 +22,7 @@ from django.conf import settings
 
 from core.ttlcache import TTLCache
 from core.turns import OneAnswer
-from orthanc import client
+from orthanc import client, owners
 
 LEVELS = ("patients", "studies", "series", "instances")
 LOOKUP_TYPES = {"studies": "Study", "series": "Series", "instances": "Instance"}
@@ -134,7 +134,16 @@ def by_uid(level: str, uid: str) -> list[Resource]:
     cached = _by_uid.get(key)
     if cached is not None:
         return cached
-    return _looking_up.get(key, lambda: _look_up(key, level, uid))
+    mapped = owners.studies_of(uid) if level == "studies" else None
+    if mapped is not None and len(mapped) == 1:
+        orthanc_id, patient_id, patient_orthanc_id = mapped[0]
+        found = [Resource(level, orthanc_id, patient_orthanc_id, patient_id, uid)]
+        _by_uid.set(key, found)
+        return found
+    found = _looking_up.get(key, lambda: _look_up(key, level, uid))
+    if mapped is not None and len(mapped) > 1:  # a collision, or a study filed again: Orthanc says which
+        owners.heal(uid, [resource.orthanc_id for resource in found])
+    return found
 
 
 def _look_up(key: tuple[str, str, str], level: str, uid: str) -> list[Resource]:

@@ -60,6 +60,9 @@ ORTHANC_READ_TIMEOUT = env_int("ORTHANC_READ_TIMEOUT", 120, minimum=1)
 ORTHANC_POOL_SIZE = env_int("ORTHANC_POOL_SIZE", 16, minimum=1)
 # Seconds a worker trusts what Orthanc's index said about who owns a UID.
 ORTHANC_LOOKUP_TTL = env_int("ORTHANC_LOOKUP_TTL", 30, minimum=1, maximum=600)
+# Whose study each UID is, from Orthanc's change feed (orthanc/owners.py); off: every
+# first read of a study asks Orthanc's index.
+ORTHANC_FOLLOW_CHANGES = env_bool("ORTHANC_FOLLOW_CHANGES", True)
 ORTHANC_DIR = VAR_DIR / "orthanc"
 DEMO_CT_SLICES = env_int("DEMO_CT_SLICES", 300, minimum=1, maximum=2000)
 

@@ -261,7 +261,15 @@ def recording_portal(
     recorder: Recorder, orthanc: OrthancServer, postgres: PostgresCluster | None
 ) -> Iterator[LivePortal]:
     """A portal whose "Orthanc" is the recorder, with a short read timeout."""
-    portal = start_portal("recording_portal", recorder.url, orthanc, postgres, ORTHANC_READ_TIMEOUT="2")
+    # Not following the stand-in's change feed: the tests count what reaches it.
+    portal = start_portal(
+        "recording_portal",
+        recorder.url,
+        orthanc,
+        postgres,
+        ORTHANC_READ_TIMEOUT="2",
+        ORTHANC_FOLLOW_CHANGES="false",
+    )
     yield portal
     portal.stop()
     shutil.rmtree(portal.work_dir, ignore_errors=True)

@@ -228,14 +228,17 @@ class LivePortal:
 
     def audit_events(self, after_id: int = 0) -> list[dict[str, Any]]:
         """Audit rows written by this portal, read straight from its database."""
+        return self.rows("SELECT * FROM audit_auditevent WHERE id > %s ORDER BY id", after_id)
+
+    def rows(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        """A query's rows (placeholders written %s), straight from this portal's database."""
         url = self.env["DATABASE_URL"]
-        sql = "SELECT * FROM audit_auditevent WHERE id > %s ORDER BY id"
         if url.startswith("sqlite:///"):
             with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
                 db.row_factory = sqlite3.Row
-                return [dict(row) for row in db.execute(sql.replace("%s", "?"), (after_id,))]
+                return [dict(row) for row in db.execute(sql.replace("%s", "?"), params)]
         with psycopg.connect(url.replace("postgres://", "postgresql://"), row_factory=dict_row) as db:
-            return list(db.execute(sql, (after_id,)))
+            return list(db.execute(sql, params))
 
     def last_audit_id(self) -> int:
         events = self.audit_events()

@@ -41,7 +41,7 @@ from bench import audit_scale, cold_reads, viewer_load  # noqa: E402
 from bench.report import PAGE, RATIO_KEYS, Result, page_block, report, write_page  # noqa: E402
 from devstack import debian  # noqa: E402
 from devstack.nginx import nginx_binary  # noqa: E402
-from devstack.orthanc_server import OrthancServer  # noqa: E402
+from devstack.orthanc_server import HTTP_THREADS, OrthancServer  # noqa: E402
 from orthanc import demo  # noqa: E402
 from pacsportal.front import TEMPLATE as FRONT_TEMPLATE  # noqa: E402
 from tests.dicom import stow_body, write_large_stow_body  # noqa: E402
@@ -56,7 +56,7 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-PASSED_SETTINGS = ("WEB_WORKERS", "WEB_THREADS", "NGINX_API_DECISION_SECONDS")
+PASSED_SETTINGS = ("WEB_WORKERS", "WEB_THREADS", "NGINX_API_DECISION_SECONDS", "ORTHANC_FOLLOW_CHANGES")
 
 
 def stow_direct(orthanc: OrthancServer, instances: Iterator[bytes], batch: int = 32) -> None:
@@ -473,7 +473,14 @@ class Bench:
         if source.rootfs is not None:  # under chroot its files must be inside the root filesystem
             work = Path(tempfile.mkdtemp(prefix="pacsportal-bench-", dir=source.rootfs / "tmp"))
             self.cleanup_orthanc = partial(shutil.rmtree, work, ignore_errors=True)
-        return OrthancServer(work, free_port(), "bench", secrets.token_urlsafe(16), rootfs=source.rootfs)
+        return OrthancServer(
+            work,
+            free_port(),
+            "bench",
+            secrets.token_urlsafe(16),
+            rootfs=source.rootfs,
+            http_threads=self.args.orthanc_threads,
+        )
 
     def start_portal(
         self,
@@ -823,6 +830,12 @@ def bench_arguments() -> argparse.ArgumentParser:
         default="native",
         help="the Orthanc generation: native (this machine's Debian packages), other (the other"
         " release's, from var/rootfs/, which make test builds), bookworm (1.10) or trixie (1.12)",
+    )
+    parser.add_argument(
+        "--orthanc-threads",
+        type=int,
+        default=HTTP_THREADS,
+        help="Orthanc's HttpThreadsCount (50 is Orthanc's default, and what make run set before 256)",
     )
     parser.add_argument("--only", default="", help="run only the measures whose name contains this")
     parser.add_argument(

@@ -129,6 +129,7 @@ class OrthancServer:
     verbose: bool = False
     rootfs: Path | None = None
     die_with_parent: bool = False
+    http_threads: int = HTTP_THREADS
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     versions: OrthancVersions | None = field(default=None, init=False)
 
@@ -176,7 +177,7 @@ class OrthancServer:
             # holds one per request in flight: at 50 (the default), 64 clients left the
             # portal's own look-ups and some clients waiting for tens of seconds
             # (docs/performance.md, "Cold study reads"). Threads waiting cost little.
-            "HttpThreadsCount": HTTP_THREADS,
+            "HttpThreadsCount": self.http_threads,
             "DicomServerEnabled": self.dicom_port > 0,
             "DicomPort": self.dicom_port or 4242,
             "DicomAet": self.dicom_aet,

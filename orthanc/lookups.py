@@ -13,12 +13,14 @@ unattributed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import urllib3
 from django.conf import settings
+from django.db import DatabaseError
 
 from core.ttlcache import TTLCache
 from core.turns import OneAnswer
@@ -134,7 +136,7 @@ def by_uid(level: str, uid: str) -> list[Resource]:
     cached = _by_uid.get(key)
     if cached is not None:
         return cached
-    mapped = owners.studies_of(uid) if level == "studies" else None
+    mapped = _mapped(uid) if level == "studies" else None
     if mapped is not None and len(mapped) == 1:
         orthanc_id, patient_id, patient_orthanc_id = mapped[0]
         found = [Resource(level, orthanc_id, patient_orthanc_id, patient_id, uid)]
@@ -142,8 +144,18 @@ def by_uid(level: str, uid: str) -> list[Resource]:
         return found
     found = _looking_up.get(key, lambda: _look_up(key, level, uid))
     if mapped is not None and len(mapped) > 1:  # a collision, or a study filed again: Orthanc says which
-        owners.heal(uid, [resource.orthanc_id for resource in found])
+        with contextlib.suppress(DatabaseError):  # the map is only a short cut: the answer stands
+            owners.heal([row[0] for row in mapped], [resource.orthanc_id for resource in found])
     return found
+
+
+def _mapped(uid: str) -> list[tuple[str, str, str]] | None:
+    """The study map's rows for a study UID; None when it cannot say (stale, or the database
+    busy or failing: Orthanc's look-up answers instead, as before the map)."""
+    try:
+        return owners.studies_of(uid)
+    except DatabaseError:
+        return None
 
 
 def _look_up(key: tuple[str, str, str], level: str, uid: str) -> list[Resource]:

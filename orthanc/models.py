@@ -35,6 +35,12 @@ class ChangeFeed(models.Model):
     studies_counted = models.BigIntegerField(default=-1)
     synced_at = models.DateTimeField(null=True)
     gap_seen_at = models.DateTimeField(null=True)
+    # The feed's numbers at or below settled_seq were handed out GAP_GRACE_SECONDS ago:
+    # a gap among them is a deletion, passed at once (orthanc/owners.py: note_head).
+    settled_seq = models.BigIntegerField(default=0)
+    head_seq = models.BigIntegerField(default=0)
+    head_seen_at = models.DateTimeField(null=True)
+    reconciled_at = models.DateTimeField(null=True)
     reader = models.CharField(max_length=200, blank=True)
     lease_until = models.DateTimeField(null=True)
 

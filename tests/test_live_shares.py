@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 
 import pytest
 import requests
 
 from devstack.orthanc_server import OrthancServer
-from orthanc import demo
+from orthanc import demo, owners
 from tests.dicom import stow_body, unique_ct_instance
 from tests.services import LivePortal
 
@@ -320,7 +321,10 @@ def test_it_says_so_clearly_for_an_unknown_link_and_a_study_no_longer_in_the_arc
     secret = out.strip().splitlines()[-1]
     study_id = stored["ParentStudy"]
     assert requests.delete(f"{orthanc.url}/studies/{study_id}", auth=auth, timeout=30).status_code == 200
-    gone = open_again(live_portal, secret)
+    # The study map names a deleted study for at most MAX_LAG_SECONDS (core/revocation_table.py).
+    deadline = time.monotonic() + owners.MAX_LAG_SECONDS + owners.FRESHNESS_CHECK_SECONDS + 2
+    while (gone := open_again(live_portal, secret)).status_code != 404 and time.monotonic() < deadline:
+        time.sleep(1)
     assert gone.status_code == 404 and "no longer in the archive" in gone.text
 
 

@@ -16,6 +16,9 @@ from proxy.subjects import Refused, chain
 from tests.dicom import unique_ct_instance
 from tests.test_front import sops
 
+# A study's UID is looked up in the study map (orthanc/owners.py) first, in the database.
+pytestmark = pytest.mark.django_db
+
 STUDY = demo.DEMO_CT_STUDY_UID
 SERIES = demo.DEMO_CT_SERIES_UID
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -176,12 +177,12 @@ def test_a_deleted_study_leaves_the_map_at_the_next_read(orthanc: OrthancServer)
     assert by_map(study_uid) == 404
 
 
-def test_a_gap_holds_the_cursor_for_its_grace_then_is_passed() -> None:
+def test_a_recent_gap_holds_the_cursor_for_its_grace_then_is_passed() -> None:
     feed = ChangeFeed(last_seq=10)
     now = timezone.now()
     assert owners.advance(feed, [11, 12, 14, 15], now) is True
     assert (feed.last_seq, feed.gap_seen_at) == (12, now)
-    later = now + datetime.timedelta(seconds=owners.GAP_GRACE_SECONDS - 1)
+    later = now + datetime.timedelta(seconds=owners.GAP_GRACE_SECONDS / 2)
     assert owners.advance(feed, [14, 15], later) is True and feed.last_seq == 12
     assert owners.advance(feed, [13, 14, 15], later) is False  # the gap filled: committed late
     assert (feed.last_seq, feed.gap_seen_at) == (15, None)
@@ -192,12 +193,61 @@ def test_a_gap_holds_the_cursor_for_its_grace_then_is_passed() -> None:
     assert (feed.last_seq, feed.gap_seen_at) == (23, None)
 
 
-def test_an_index_emptied_or_replaced_is_read_again_from_its_start(orthanc: OrthancServer) -> None:
+def test_gaps_among_settled_numbers_are_passed_at_once() -> None:
+    """A first read of a long feed meets a gap for every deleted resource: only numbers
+    handed out within the grace can still be committed, so only those are waited for."""
+    feed = ChangeFeed(last_seq=0)
+    start = timezone.now()
+    owners.note_head(feed, 500, start)
+    assert feed.settled_seq == 0  # nothing known to be old yet
+    owners.note_head(feed, 900, start + datetime.timedelta(seconds=owners.GAP_GRACE_SECONDS))
+    assert (feed.settled_seq, feed.head_seq) == (500, 900)
+    assert owners.advance(feed, [3, 7, 120, 499, 500], start) is False
+    assert feed.last_seq == 500
+    assert owners.advance(feed, [502], start) is True  # 501 may still be committed
+    assert owners.advance(feed, [499, 400], start) is False and feed.last_seq == 500  # never back
+
+
+def test_the_map_keeps_its_columns_lengths() -> None:
+    for name, most in owners.COLUMN_LENGTHS.items():
+        assert StudyOwner._meta.get_field(name).max_length == most  # type: ignore[union-attr]
+    long_id = StudyOwner(orthanc_id="a", study_uid="1.2", patient_id="P" * 65, patient_orthanc_id="b")
+    assert not owners.fits(long_id)
+    assert owners.fits(
+        StudyOwner(orthanc_id="a", study_uid="1.2", patient_id="P" * 64, patient_orthanc_id="b")
+    )
+
+
+def test_healing_drops_only_rows_the_look_up_could_have_seen() -> None:
+    """A study mapped after Orthanc was asked (here `added`) is not the look-up's to judge."""
+    for orthanc_id, patient in (("kept", "P1"), ("deleted", "P2"), ("added", "P3")):
+        StudyOwner.objects.create(
+            orthanc_id=orthanc_id, study_uid="1.2.3.4", patient_id=patient, patient_orthanc_id="x"
+        )
+    owners.heal(["kept", "deleted"], ["kept"])
+    assert sorted(StudyOwner.objects.values_list("orthanc_id", flat=True)) == ["added", "kept"]
+
+
+def test_a_map_that_cannot_be_read_gives_way_to_the_look_up(
+    orthanc: OrthancServer,
+    asked: Asked,  # noqa: F811
+) -> None:
+    study_uid = f"1.2.826.0.1.3680043.10.543.4.{random.randrange(10**9)}"
+    store(orthanc, study_uid=study_uid, patient_id="UNREAD-1")
+    read_until_synced()
+    with connection.cursor() as cursor:  # undone with the test's transaction
+        cursor.execute("ALTER TABLE orthanc_studyowner RENAME TO orthanc_studyowner_away")
+    found = chain({"studies": study_uid})
+    assert found is not None and found.patient_id == "UNREAD-1"
+    assert "POST /tools/lookup" in asked
+
+
+def test_an_index_emptied_or_replaced_is_read_again_and_its_studies_counted(orthanc: OrthancServer) -> None:
     read_until_synced()
     ChangeFeed.objects.filter(pk=1).update(last_seq=10**12)  # beyond anything this Orthanc has
     StudyOwner.objects.create(orthanc_id="gone", study_uid="1.2.3", patient_id="GONE", patient_orthanc_id="x")
     read_until_synced()
-    assert not StudyOwner.objects.filter(orthanc_id="gone").exists()
+    assert not StudyOwner.objects.filter(orthanc_id="gone").exists()  # more rows than studies: listed again
     assert ChangeFeed.objects.get(pk=1).last_seq < 10**12
 
 
@@ -208,6 +258,11 @@ def test_one_reader_at_a_time_until_its_lease_lapses() -> None:
     ChangeFeed.objects.filter(pk=1).update(lease_until=timezone.now() - datetime.timedelta(seconds=1))
     assert owners.take_lease("second")
     assert not owners.take_lease("first")
+    # The first reader, back from a pause, cannot write its older cursor over the second's.
+    stale = ChangeFeed.objects.get(pk=1)
+    stale.last_seq = 1
+    assert not owners.kept(stale, "first", "last_seq")
+    assert owners.kept(stale, "second", "last_seq")
 
 
 def test_the_portals_workers_follow_the_feed_and_audit_a_first_read_by_it(

@@ -197,8 +197,8 @@ CHANGES = (
     Change(
         "study deleted in Orthanc",
         "nothing: Orthanc refuses its data itself; look-ups name it for "
-        "ORTHANC_LOOKUP_TTL after the study map (orthanc/owners.py) has (the map is at most 5 s "
-        "behind Orthanc), the home page lists it for RECENT_FALLBACK_TTL (Orthanc 1.10)",
+        "ORTHANC_LOOKUP_TTL, the study map (orthanc/owners.py) for at most 5 s, the home page "
+        "lists it for RECENT_FALLBACK_TTL (Orthanc 1.10)",
         (),
         ("tests/test_front.py::test_a_study_deleted_in_orthanc_is_served_no_more_at_the_next_request",),
     ),

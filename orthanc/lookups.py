@@ -140,7 +140,7 @@ def by_uid(level: str, uid: str) -> list[Resource]:
     if mapped is not None and len(mapped) == 1:
         orthanc_id, patient_id, patient_orthanc_id = mapped[0]
         found = [Resource(level, orthanc_id, patient_orthanc_id, patient_id, uid)]
-        _by_uid.set(key, found)
+        _by_uid.set(key, found, owners.fresh_seconds())
         return found
     found = _looking_up.get(key, lambda: _look_up(key, level, uid))
     if mapped is not None and len(mapped) > 1:  # a collision, or a study filed again: Orthanc says which

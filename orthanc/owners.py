@@ -17,8 +17,8 @@ study; anything else is Orthanc's look-up, as before:
   size is held against Orthanc's CountStudies, and when the map holds more the
   map is set to Orthanc's list of studies before it is called fresh again (and
   every RECONCILE_SECONDS whatever the counts). So a deleted study is named as
-  before for at most MAX_LAG_SECONDS; an answer is then cached as a look-up's is,
-  for ORTHANC_LOOKUP_TTL (core/revocation_table.py).
+  before for at most MAX_LAG_SECONDS: the look-ups keep a map's answer no longer
+  than the map stays fresh (core/revocation_table.py).
 
 A gap in the feed's numbers is a deleted resource's changes, or a change another
 writer has not committed yet (PostgreSQL with several writers). Numbers handed
@@ -91,9 +91,13 @@ class _Freshness:
             row = ChangeFeed.objects.filter(pk=1).values_list("synced_at", "orthanc_url").first()
             self.synced_at, self.url = row if row else (None, "")
             self.checked = time.monotonic()
+        return self.remaining() > 0
+
+    def remaining(self) -> float:
+        """Seconds the map stays fresh, as last read (0 or less: not fresh)."""
         if self.synced_at is None or self.url != settings.ORTHANC_URL:
-            return False
-        return timezone.now() - self.synced_at <= datetime.timedelta(seconds=MAX_LAG_SECONDS)
+            return 0.0
+        return MAX_LAG_SECONDS - (timezone.now() - self.synced_at).total_seconds()
 
 
 _freshness = _Freshness()
@@ -101,6 +105,12 @@ _freshness = _Freshness()
 
 def is_fresh() -> bool:
     return _freshness.fresh()
+
+
+def fresh_seconds() -> float:
+    """How long an answer of the map may be kept: no longer than the map stays fresh, so that
+    a deleted study is named for at most MAX_LAG_SECONDS, cache included."""
+    return max(_freshness.remaining(), 0.0)
 
 
 # --- The reader --------------------------------------------------------------

@@ -138,7 +138,13 @@ class Usage:
 
 
 def wrk(
-    url: str, paths: list[str], connections: int, seconds: int, headers: dict[str, str], work: Path
+    url: str,
+    paths: list[str],
+    connections: int,
+    seconds: int,
+    headers: dict[str, str],
+    work: Path,
+    script: str = "frames.lua",
 ) -> Result:
     path_file = work / f"paths-{secrets.token_hex(4)}.txt"
     path_file.write_text("\n".join(paths) + "\n")
@@ -150,6 +156,7 @@ def wrk(
         "BENCH_AUTHORIZATION": headers.get("Authorization", ""),
     }
     threads = min(connections, 2)
+    env["BENCH_THREADS"] = str(threads)
     output = subprocess.run(
         [
             "wrk",
@@ -160,7 +167,7 @@ def wrk(
             "--timeout",
             "30s",
             "-s",
-            str(REPO / "bench" / "frames.lua"),
+            str(REPO / "bench" / script),
             url,
         ],
         env=env,
@@ -171,6 +178,8 @@ def wrk(
     ).stdout
     if "Non-2xx" in output or "Socket errors" in output:
         raise RuntimeError(f"wrk saw errors against {url}:\n{output}")
+    if "list ran out" in output:  # once_each.lua read a path twice: the run is void
+        raise RuntimeError(f"wrk read every path of its list against {url}: give it more\n{output}")
     # wrk always prints these lines: a None here is a broken run, and fails loudly.
     return {
         "requests": int(re.search(r"(\d+) requests in", output).group(1)),  # type: ignore[union-attr]

@@ -148,36 +148,11 @@ def one_at_a_time(door: Door, uids: list[str]) -> Result:
 
 
 def at_eight(bench: Bench, door: Door, uids: list[str]) -> Result:
-    from bench.bench import REPO
+    from bench.bench import wrk
 
-    paths = bench.work / f"cold-{secrets.token_hex(4)}.txt"
-    paths.write_text("".join(metadata_path(door, uid) + "\n" for uid in uids))
-    env = {
-        **os.environ,
-        "BENCH_PATHS": str(paths),
-        "BENCH_ACCEPT": METADATA_ACCEPT,
-        "BENCH_COOKIE": door.headers.get("Cookie", ""),
-        "BENCH_AUTHORIZATION": door.headers.get("Authorization", ""),
-        "BENCH_THREADS": "2",
-    }
-    command = ["wrk", "-t2", "-c8", f"-d{SECONDS}s", "--latency", "--timeout", "30s"]
-    command += ["-s", str(REPO / "bench" / "once_each.lua"), door.host]
-    output = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=SECONDS + 60, check=True
-    ).stdout
-    paths.unlink()
-    if "Non-2xx" in output or "Socket errors" in output:
-        raise RuntimeError(f"wrk saw errors against {door.host}:\n{output}")
-    if "list ran out" in output:
-        raise RuntimeError(f"{door.name} read every study of its list: raise AT_EIGHT_STUDIES\n{output}")
-    from bench.bench import wrk_ms
-
-    return {
-        "requests": int(re.search(r"(\d+) requests in", output).group(1)),  # type: ignore[union-attr]
-        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
-        "p50_ms": wrk_ms(output, "50%"),
-        "p99_ms": wrk_ms(output, "99%"),
-    }
+    paths = [metadata_path(door, uid) for uid in uids]
+    headers = {**door.headers, "Accept": METADATA_ACCEPT}
+    return wrk(door.host, paths, 8, SECONDS, headers, bench.work, script="once_each.lua")
 
 
 def under_load(bench: Bench, door: Door, uids: list[str], seconds: int) -> Result:

@@ -16,6 +16,9 @@ page cache warmed by an earlier one:
   read once (the run fails if its list runs out); each run's batch is loaded
   before it and deleted after it, outside its measured CPU.
 
+One at a time and at 8 connections, the portal with auditing off reads too: what
+writing each first read's audit row costs, in the same run (`make bench` prints it).
+
     .venv/bin/python -m bench.bench --only cold --skip-viewer --audit-rows "" [--postgres]
 """
 
@@ -241,23 +244,27 @@ def measure(bench: Bench) -> None:
     from bench.bench import log
 
     by_name = {door.name: door for door in bench.doors()}
-    direct, portal = by_name["direct"], by_name["portal"]
+    # With auditing off: what the audit row costs a first read, in the same run.
+    direct, portal, audit_off = by_name["direct"], by_name["portal"], by_name["portal, audit off"]
     archive = Archive(bench)
     log(f"loading an archive of {ARCHIVE_STUDIES} studies for the cold reads...")
     unread = Unread(archive.load(ARCHIVE_STUDIES))
     wait_for_the_map(bench)
-    bench.measure(ONE_AT_A_TIME, [direct, portal], lambda door: one_at_a_time(door, unread.take(ONE_BY_ONE)))
+    bench.measure(
+        ONE_AT_A_TIME, [direct, portal, audit_off], lambda door: one_at_a_time(door, unread.take(ONE_BY_ONE))
+    )
     figures = bench.results.get(ONE_AT_A_TIME, {})
-    if "portal" in figures and "direct" in figures:
-        added = figures["portal"]["median_ms"] - figures["direct"]["median_ms"]
-        figures["portal"]["added_median_ms"] = round(added, 2)
+    for name in ("portal", audit_off.name):
+        if name in figures and "direct" in figures:
+            added = figures[name]["median_ms"] - figures["direct"]["median_ms"]
+            figures[name]["added_median_ms"] = round(added, 2)
     if bench.args.mixed_seconds and (not bench.args.only or bench.args.only in UNDER_LOAD):
         for door in (direct, portal):  # direct: what Orthanc itself does under the same load
             result = under_load(bench, door, unread.take(UNDER_LOAD_STUDIES), bench.args.mixed_seconds)
             bench.results.setdefault(UNDER_LOAD, {})[door.name] = result
             log(f"  {UNDER_LOAD:<22} {door.name:<18} {result}")
     if not bench.args.only or bench.args.only in AT_EIGHT:
-        at_eight_in_batches(bench, archive, [direct, portal])
+        at_eight_in_batches(bench, archive, [direct, portal, audit_off])
 
 
 def at_eight_in_batches(bench: Bench, archive: Archive, doors: list[Door]) -> None:

@@ -14,6 +14,11 @@ Result = dict[str, float]
 
 RATIO_KEYS = {"requests_per_s": "higher", "mb_per_s": "higher", "p99_ms": "lower"}
 COUNTS = {"requests", "megabytes", "retrieves"}
+# Measures run with auditing on and off (bench.bench and bench.cold_reads): what audit rows cost.
+AUDIT_COST_MEASURES = {
+    "frames, 8 conn": "frames at 8 connections",
+    "cold studies, 8 conn": "first reads of studies at 8 connections",
+}
 
 
 def report(results: dict[str, dict[str, Result]]) -> str:
@@ -40,33 +45,38 @@ def report(results: dict[str, dict[str, Result]]) -> str:
 def summary(results: dict[str, dict[str, Result]]) -> list[str]:
     """The lines under the table: the audit's cost, the portal against the recipe, the gauges."""
     lines = []
-    frames = results.get("frames, 8 conn", {})
-    if "portal" in frames and "portal, audit off" in frames:
-        on, off = frames["portal"], frames["portal, audit off"]
-        cost = 1 - on["requests_per_s"] / off["requests_per_s"]
-        lines.append(f"audit cost, frames at 8 connections: {100 * cost:.1f}% of requests/s")
-        if "paired_requests_per_s_vs_audit_off" in on:
-            paired = 1 - on["paired_requests_per_s_vs_audit_off"]
-            lines.append(
-                f"audit cost, frames at 8 connections, paired by repeat: {100 * paired:.1f}% of requests/s"
-            )
-        # Less noisy than two throughputs: on a machine the load keeps busy, requests/s
-        # goes as 1 / CPU per request. wrk's own CPU is left out of the whole, so
-        # this overstates the cost.
-        if "portal_cpu_ms_per_request" in on and "portal_cpu_ms_per_request" in off:
-            extra = on["portal_cpu_ms_per_request"] - off["portal_cpu_ms_per_request"]
-            whole = on["portal_cpu_ms_per_request"] + on["orthanc_cpu_ms_per_request"]
-            lines.append(
-                f"audit cost, frames at 8 connections, by CPU: {extra:+.3f} ms per request,"
-                f" {100 * extra / whole:+.1f}% of the portal's and Orthanc's CPU per request"
-                " (+-0.002 ms: a clock tick per run)"
-            )
+    for name, label in AUDIT_COST_MEASURES.items():
+        lines.extend(audit_cost(label, results.get(name, {})))
     for name, doors in results.items():
         if "recipe" in doors and "portal" in doors and doors["recipe"].get("requests_per_s"):
             share = doors["portal"]["requests_per_s"] / doors["recipe"]["requests_per_s"]
             shown = paired_shown(doors["portal"], "requests_per_s", "recipe")
             lines.append(f"{name}: portal/recipe {share:.2f} of requests/s{shown}")
     lines.extend(gauges(results))
+    return lines
+
+
+def audit_cost(label: str, doors: dict[str, Result]) -> list[str]:
+    """What the portal's audit rows cost in a measure run with auditing on and off."""
+    if "portal" not in doors or "portal, audit off" not in doors:
+        return []
+    on, off = doors["portal"], doors["portal, audit off"]
+    cost = 1 - on["requests_per_s"] / off["requests_per_s"]
+    lines = [f"audit cost, {label}: {100 * cost:.1f}% of requests/s"]
+    if "paired_requests_per_s_vs_audit_off" in on:
+        paired = 1 - on["paired_requests_per_s_vs_audit_off"]
+        lines.append(f"audit cost, {label}, paired by repeat: {100 * paired:.1f}% of requests/s")
+    # Less noisy than two throughputs: on a machine the load keeps busy, requests/s
+    # goes as 1 / CPU per request. wrk's own CPU is left out of the whole, so
+    # this overstates the cost.
+    if "portal_cpu_ms_per_request" in on and "portal_cpu_ms_per_request" in off:
+        extra = on["portal_cpu_ms_per_request"] - off["portal_cpu_ms_per_request"]
+        whole = on["portal_cpu_ms_per_request"] + on["orthanc_cpu_ms_per_request"]
+        lines.append(
+            f"audit cost, {label}, by CPU: {extra:+.3f} ms per request,"
+            f" {100 * extra / whole:+.1f}% of the portal's and Orthanc's CPU per request"
+            " (+-0.002 ms: a clock tick per run)"
+        )
     return lines
 
 

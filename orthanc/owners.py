@@ -39,7 +39,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -64,9 +64,19 @@ def studies_of(study_uid: str) -> list[tuple[str, str, str]] | None:
     two at most (more say no more); None while the map is not fresh."""
     if not settings.ORTHANC_FOLLOW_CHANGES or not is_fresh():
         return None
-    # Tuples, not models: this runs in every first read's decision.
-    found = StudyOwner.objects.filter(study_uid=study_uid)
-    return list(found.values_list("orthanc_id", "patient_id", "patient_orthanc_id")[:2])
+    # This runs in every first read's decision: the SELECT as written costs 0.05 ms of
+    # CPU, the same query built by the ORM 0.28 ms (docs/departures.md).
+    connection = connections[router.db_for_read(StudyOwner)]
+    quote = connection.ops.quote_name
+    # Identifiers come from the model, quoted; the UID is a parameter.
+    table, study, *wanted = (
+        quote(name)
+        for name in (StudyOwner._meta.db_table, "study_uid", "orthanc_id", "patient_id", "patient_orthanc_id")
+    )
+    sql = f"SELECT {', '.join(wanted)} FROM {table} WHERE {study} = %s LIMIT 2"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [study_uid])
+        return [(str(a), str(b), str(c)) for a, b, c in cursor.fetchall()]
 
 
 def heal(mapped: list[str], found: list[str]) -> None:

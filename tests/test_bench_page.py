@@ -46,6 +46,11 @@ SAMPLE: dict[str, Any] = {
                 "paired_requests_per_s_vs_direct": 1.07,
             },
         },
+        "cold studies, 8 conn": {
+            "direct": {"requests_per_s": 250.0},
+            "portal": {"requests_per_s": 150.0, "paired_requests_per_s_vs_audit_off": 0.95},
+            "portal, audit off": {"requests_per_s": 160.0},
+        },
         "STOW-RS": {
             "direct": {"mb_per_s": 67.3, "megabytes": 158.0},
             "portal": {"mb_per_s": 60.9, "megabytes": 158.0, "paired_mb_per_s_vs_direct": 0.9},
@@ -85,6 +90,11 @@ def test_it_ends_with_the_audit_cost_and_the_noise_gauge() -> None:
     bullets = [line for line in page_block(SAMPLE).splitlines() if line.startswith("- ")]
     assert "- audit cost, frames at 8 connections: 1.0% of requests/s" in bullets
     assert "- audit cost, frames at 8 connections, paired by repeat: 1.0% of requests/s" in bullets
+    assert "- audit cost, first reads of studies at 8 connections: 6.2% of requests/s" in bullets
+    assert (
+        "- audit cost, first reads of studies at 8 connections, paired by repeat: 5.0% of requests/s"
+        in bullets
+    )
     assert "- frames, 8 conn: noise, direct measured twice: 1.09 of requests/s (paired 1.07)" in bullets
 
 

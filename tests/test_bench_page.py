@@ -46,6 +46,20 @@ SAMPLE: dict[str, Any] = {
                 "paired_requests_per_s_vs_direct": 1.07,
             },
         },
+        "cold studies, 1 at a time": {
+            "direct": {"median_ms": 2.76, "p90_ms": 3.54},
+            "portal": {"median_ms": 5.3, "p90_ms": 6.58, "added_median_ms": 2.54},
+        },
+        "cold studies under load": {
+            "portal": {
+                "first_read_median_ms": 140.8,
+                "first_read_slowest_ms": 427.0,
+                "first_reads_2s_or_more": 0,
+                "first_reads_refused": 0,
+                "frames_per_s": 378.56,
+                "frame_timeouts": 0,
+            },
+        },
         "cold studies, 8 conn": {
             "direct": {"requests_per_s": 250.0},
             "portal": {"requests_per_s": 150.0, "paired_requests_per_s_vs_audit_off": 0.95},
@@ -80,6 +94,11 @@ def test_it_writes_a_row_per_measure_and_door_with_ratios_of_direct_and_paired_o
         "|  | portal, audit off | 808 req/s, p99 28.1 ms, portal CPU 0.353 ms per request,"
         " Orthanc CPU 1.868 ms per request | 0.88, p99 x1.34 |",
     ]
+    assert "|  | portal | median 5.3 ms, p90 6.6 ms, +2.54 ms on direct's median |  |" in rows
+    assert (
+        "| cold studies under load | portal | first reads: median 141 ms, slowest 427 ms,"
+        " 0 waited 2 s or more, 0 refused, frames beside them 379/s, 0 frames timed out |  |"
+    ) in rows
     assert "| STOW-RS | direct | 67.3 MB/s |  |" in rows
     assert "|  | portal | 60.9 MB/s | 0.90 (0.90) |" in rows
     viewer = "| OHIF viewer load | portal | first image 3.15 s, all frames 6.74 s |"

@@ -10,7 +10,10 @@ one INSERT, one commit. Nobody waits on a timer: a lone read costs what it did.
 Each row is still written before its caller returns, and a caller whose row could
 not be written gets the error: the read is refused, as before. When a statement
 fails, its rows are written again one by one, so that one row's trouble (or a
-deadlock between workers) costs no other caller its read.
+deadlock between workers) costs no other caller its read; a row counts as written
+only once a write says so, so a writer stopped half-way leaves its callers refused.
+What it costs: a write that waits (a lock, SQLite's busy timeout) keeps the rows
+queued behind it waiting too.
 """
 
 from __future__ import annotations
@@ -23,11 +26,17 @@ from typing import Generic, TypeVar
 Row = TypeVar("Row")
 
 
+class NotWritten(RuntimeError):
+    """The row's writer stopped before it was written (an exception that is not an Exception)."""
+
+
 @dataclass(eq=False)
 class _Waiting(Generic[Row]):
     row: Row
     woken: threading.Event = field(default_factory=threading.Event)
     leads: bool = False
+    # Not written until a write says so: a writer that stops half-way leaves its callers refused.
+    written: bool = False
     error: Exception | None = None
 
 
@@ -51,8 +60,8 @@ class GroupCommit(Generic[Row]):
             waiting.woken.wait()
         if waiting.leads:  # first, or handed the turn by the caller before
             self.write_queued()
-        if waiting.error is not None:
-            raise waiting.error
+        if not waiting.written:
+            raise waiting.error or NotWritten("the audit row's writer stopped before writing it")
 
     def write_queued(self) -> None:
         with self.lock:
@@ -73,13 +82,18 @@ class GroupCommit(Generic[Row]):
     def write_batch(self, batch: list[_Waiting[Row]]) -> None:
         try:
             self.write_all([waiting.row for waiting in batch])
-            return
         except Exception as error:
             if len(batch) == 1:
                 batch[0].error = error
                 return
+        else:
+            for waiting in batch:
+                waiting.written = True
+            return
         for waiting in batch:
             try:
                 self.write_one(waiting.row)
             except Exception as error:
                 waiting.error = error
+            else:
+                waiting.written = True

@@ -22,11 +22,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from django.conf import settings
-from django.db import connections, models, router
+from django.db import DatabaseError, connections, models, router
 from django.http import HttpRequest
 from django.utils import timezone
 
-from audit.groupcommit import GroupCommit
+from audit.groupcommit import GroupCommit, NotWritten
 from core.clientip import client_ip
 from core.ttlcache import TTLCache
 
@@ -168,7 +168,8 @@ class AuditEventManager(models.Manager["AuditEvent"]):
         self.insert_rows([event], if_absent)
 
     def insert_rows(self, events: Sequence[AuditEvent], if_absent: bool = False) -> None:
-        """INSERT the rows in one statement, as written; each inserted event gets its pk.
+        """INSERT the rows in one statement, as written. A single event gets its pk when
+        inserted; of several, each bucketed event inserted (the only kind written so).
 
         Values go through each field's own get_db_prep_save, so every database
         gets what save() would have sent it.
@@ -211,8 +212,11 @@ class AuditEventManager(models.Manager["AuditEvent"]):
         unless this thread is inside a transaction, which the others' rows must not join."""
         if connections[router.db_for_write(self.model)].in_atomic_block:
             self.insert(event, if_absent=True)
-        else:
+            return
+        try:
             _bucketed_rows.write(event)
+        except NotWritten as error:  # refused as a failed write is (proxy/accesses.py)
+            raise DatabaseError(str(error)) from error
 
     @staticmethod
     def saved(event: AuditEvent, pk_value: Any, alias: str) -> None:

@@ -18,13 +18,17 @@ from audit.models import Action, AuditEvent
 from tests.test_audit_summary import grouped_rows, summary_lines
 
 
+class Stopped(BaseException):
+    """What a thread meets when it is stopped, not an error to handle."""
+
+
 class Recorded:
     """A writer that keeps what it was given; the first batch waits until `hold` is set."""
 
-    def __init__(self, fails: frozenset[int] = frozenset()) -> None:
+    def __init__(self, fails: frozenset[int] = frozenset(), stops: bool = False) -> None:
         self.batches: list[list[int]] = []
         self.singles: list[int] = []
-        self.fails = fails
+        self.fails, self.stops = fails, stops
         self.hold = threading.Event()
         self.lock = threading.Lock()
 
@@ -32,6 +36,8 @@ class Recorded:
         self.hold.wait(10)
         with self.lock:
             self.batches.append(list(rows))
+        if self.stops and len(rows) > 1:
+            raise Stopped
         if self.fails & set(rows):
             raise RuntimeError(f"refused {sorted(rows)}")
 
@@ -81,6 +87,8 @@ def queue_behind_a_slow_write(recorded: Recorded, rows: int) -> tuple[GroupCommi
             outcomes[row] = "written"
         except RuntimeError as error:
             outcomes[row] = str(error)
+        except Stopped:
+            outcomes[row] = "stopped"
 
     def release_when_all_queued() -> None:
         deadline = time.monotonic() + 10
@@ -121,6 +129,22 @@ def test_when_every_write_fails_every_caller_is_told() -> None:
     recorded = Recorded(fails=frozenset(range(6)))
     _, outcomes = queue_behind_a_slow_write(recorded, 6)
     assert outcomes == ["refused [0]"] + [f"refused {row}" for row in range(1, 6)]
+
+
+def test_a_writer_stopped_half_way_leaves_its_callers_refused_not_served() -> None:
+    """Whatever stops the writer (not an Exception: a thread stopped), its callers are told
+    their rows are not written, and the next caller still gets a turn."""
+    recorded = Recorded(stops=True)
+    group, outcomes = queue_behind_a_slow_write(recorded, 6)
+    assert outcomes[0] == "written"
+    assert (
+        sorted(map(str, outcomes[1:]))
+        == ["stopped"] + ["the audit row's writer stopped before writing it"] * 4
+    )
+    assert not group.writing and not group.queued
+    recorded.stops = False
+    group.write(99)
+    assert recorded.batches[-1] == [99]
 
 
 def test_many_writers_each_row_written_once_and_the_turn_never_lost() -> None:
@@ -176,6 +200,10 @@ def test_one_statement_writes_each_bucket_once_and_the_summary_counts_it(seed: i
         event.pk: event.bucket_key for event in named
     }
     assert summary_lines() == grouped_rows()
+    # In one order in every worker (no two statements lock the same lines in opposite
+    # orders): the rows' ids follow their summary lines.
+    in_order = [audit_models.summary_key(row) for row in rows.exclude(pk=earlier.pk).order_by("pk")]
+    assert in_order == sorted(in_order)
 
 
 @pytest.mark.django_db

@@ -198,31 +198,27 @@ class AuditEventManager(models.Manager["AuditEvent"]):
         with writes, connection.cursor() as cursor:
             cursor.execute(sql, values)
             written = cursor.fetchall()
-        if len(events) == 1 and written:
-            self.saved(events[0], written[0][0], connection.alias)
-            return
-        # Several rows: RETURNING's order is not promised, but each bucketed row has its own key.
+        # RETURNING's order is not promised, but each bucketed row has its own key, and a
+        # row without one is written alone.
         by_key = {bucket: pk_value for pk_value, bucket in written}
+        if len(events) == 1 and written:
+            by_key = {events[0].bucket_key: written[0][0]}
         for event in events:
             if (pk_value := by_key.pop(event.bucket_key, None)) is not None:
-                self.saved(event, pk_value, connection.alias)
+                event.pk = pk_value
+                event._state.adding = False
+                event._state.db = connection.alias
 
     def insert_bucketed(self, event: AuditEvent) -> None:
         """A bucketed read's row, written together with other threads' (audit.groupcommit)
         unless this thread is inside a transaction, which the others' rows must not join."""
         if connections[router.db_for_write(self.model)].in_atomic_block:
-            self.insert(event, if_absent=True)
+            self.insert_rows([event], if_absent=True)
             return
         try:
             _bucketed_rows.write(event)
         except NotWritten as error:  # refused as a failed write is (proxy/accesses.py)
             raise DatabaseError(str(error)) from error
-
-    @staticmethod
-    def saved(event: AuditEvent, pk_value: Any, alias: str) -> None:
-        event.pk = pk_value
-        event._state.adding = False
-        event._state.db = alias
 
 
 def summary_key(event: AuditEvent) -> tuple[str, ...]:
